@@ -1,0 +1,101 @@
+"""The shared test harness: every algorithm script joins it by adding one entry to SCRIPTS.
+
+Each entry says how to train the script on a tiny budget (`tiny`: Args overrides), which env it learns by
+default, an env whose action space it rejects and the scripts its error message must name.
+"""
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@dataclass
+class Script:
+    name: str
+    """file name without .py"""
+    tiny: dict
+    """Args overrides for a training run of a few seconds that still finishes episodes and logs metrics"""
+    wrong_env: str
+    """an env whose action space the script rejects"""
+    suggested: list
+    """scripts the wrong-action-space error must name"""
+    smoke_envs: list = field(default_factory=lambda: ["CartPole-v1"])
+    """envs of the in-process smoke train"""
+    deterministic: bool = True
+    """same seed, same episode returns on CPU (A3C's asynchronous workers are not)"""
+
+    def module(self):
+        return importlib.import_module(self.name)
+
+
+DQN_TINY = dict(total_timesteps=800, learning_starts=200, batch_size=32, buffer_size=1_000,
+                log_frequency=100, target_network_frequency=100, eval_episodes=2)
+CONTINUOUS_ONLY = ["ddpg.py", "td3.py", "sac.py"]
+
+SCRIPTS = [
+    Script("dqn", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
+]
+
+
+def script_ids():
+    return [s.name for s in SCRIPTS]
+
+
+@pytest.fixture(params=SCRIPTS, ids=script_ids())
+def script(request) -> Script:
+    return request.param
+
+
+def tiny_args(script: Script, tmp_path, **overrides):
+    """Args for a tiny CPU run of `script` writing under tmp_path."""
+    settings = dict(script.tiny, run_dir=str(tmp_path), cuda=False)
+    settings.update(overrides)
+    return script.module().Args(**settings)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A tiny env whose ends we control, to test termination against truncation
+# ---------------------------------------------------------------------------------------------------
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+class CountEnv(gym.Env):
+    """Observation [t, 1]: t counts the steps of the episode. Reward 1 a step. The episode terminates when t
+    reaches `terminate_at` (never if None); the TimeLimit wrapper of its registration truncates it."""
+
+    def __init__(self, terminate_at=None, continuous=False):
+        self.terminate_at = terminate_at
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = (gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous
+                             else gym.spaces.Discrete(2))
+        self.t = 0
+
+    def obs(self):
+        return np.array([self.t, 1.0], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.obs(), 1.0, self.t == self.terminate_at, False, {}
+
+
+TIME_LIMIT = 5
+for _continuous in (False, True):
+    _kind = "Continuous" if _continuous else "Discrete"
+    # never terminates: every episode is cut by the time limit after TIME_LIMIT steps
+    gym.register(f"CountTruncated{_kind}-v0", entry_point=CountEnv, max_episode_steps=TIME_LIMIT,
+                 kwargs={"terminate_at": None, "continuous": _continuous})
+    # terminates after 3 steps, long before the time limit
+    gym.register(f"CountTerminated{_kind}-v0", entry_point=CountEnv, max_episode_steps=100,
+                 kwargs={"terminate_at": 3, "continuous": _continuous})

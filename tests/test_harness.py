@@ -1,0 +1,136 @@
+"""Tests every algorithm script passes: smoke training, run folder contents, CLI errors, seeds, Ctrl-C."""
+
+import csv
+import glob
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, tiny_args
+
+EPISODE_COLUMNS = ["global_step", "episodic_return", "episodic_length", "wall_time"]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def run_cli(name, *flags, cwd, timeout=120):
+    return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *flags], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def check_run_folder(run_dir, args, summary, interrupted=False):
+    """The files every run writes, with the conventions' columns."""
+    assert json.load(open(os.path.join(run_dir, "args.json")))["seed"] == args.seed
+    episodes = read_csv(os.path.join(run_dir, "episodes.csv"))
+    assert episodes[0] == EPISODE_COLUMNS
+    assert len(episodes) > 1, "no training episode was logged"
+    steps = [int(row[0]) for row in episodes[1:]]
+    assert steps == sorted(steps) and steps[-1] <= summary["global_step"]
+    assert all(math.isfinite(float(row[1])) for row in episodes[1:])
+    metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
+    assert metrics[0][0] == "global_step" and len(metrics[0]) >= 2
+    if not interrupted:
+        assert len(metrics) > 1, "no metrics row was logged"
+        assert all(math.isfinite(float(value)) for value in metrics[-1])
+    checkpoint = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    assert checkpoint["args"]["env_id"] == args.env_id
+    assert not glob.glob(os.path.join(run_dir, "*.tmp")), "a half-written file was left behind"
+
+
+def test_smoke_train(script, tmp_path):
+    for env_id in script.smoke_envs:
+        args = tiny_args(script, tmp_path / env_id, env_id=env_id)
+        summary = script.module().train(args)
+        assert set(summary) == {"eval_mean", "eval_std", "global_step", "sps", "run_dir"}
+        assert summary["global_step"] == args.total_timesteps
+        assert math.isfinite(summary["eval_mean"]) and summary["sps"] > 0
+        check_run_folder(summary["run_dir"], args, summary)
+        evaluation = json.load(open(os.path.join(summary["run_dir"], "eval.json")))
+        assert evaluation["episodes"] == args.eval_episodes == len(evaluation["returns"])
+        assert evaluation["mean"] == pytest.approx(sum(evaluation["returns"]) / args.eval_episodes)
+        assert evaluation["global_step"] == summary["global_step"]
+
+
+def test_same_seed_same_returns(script, tmp_path):
+    if not script.deterministic:
+        pytest.skip(f"{script.name} is asynchronous and not bit-reproducible")
+
+    def returns(seed, folder):
+        run_dir = script.module().train(tiny_args(script, tmp_path / folder, seed=seed))["run_dir"]
+        return [row[:3] for row in read_csv(os.path.join(run_dir, "episodes.csv"))[1:]]
+
+    first, again, other = returns(3, "a"), returns(3, "b"), returns(4, "c")
+    assert len(first) >= 3
+    assert first == again
+    assert first != other, "the seed has no effect"
+
+
+def test_help(script, tmp_path):
+    result = run_cli(script.name, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--env-id" in result.stdout and "--total-timesteps" in result.stdout
+
+
+def test_wrong_action_space(script, tmp_path):
+    result = run_cli(script.name, "--env-id", script.wrong_env, cwd=tmp_path)
+    assert_one_line_error(result, script.wrong_env, *script.suggested)
+    assert not os.path.exists(tmp_path / "runs"), "a rejected run must not leave a run folder"
+
+
+def test_unknown_env_id(script, tmp_path):
+    result = run_cli(script.name, "--env-id", "CartPol-v1", cwd=tmp_path)
+    assert_one_line_error(result, "CartPol-v1", "CartPole-v1")
+
+
+@pytest.mark.parametrize("setting", [dict(learning_rate=-1.0), dict(total_timesteps=0)])
+def test_nonsense_setting(script, tmp_path, capsys, setting):
+    with pytest.raises(SystemExit) as stop:
+        script.module().train(tiny_args(script, tmp_path, **setting))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and list(setting)[0] in err, err
+
+
+def test_ctrl_c_saves_and_exits_130(script, tmp_path):
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, f"{script.name}.py"), "--total-timesteps",
+                             "100000000", "--no-cuda"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        episodes = []
+        while len(episodes) < 4 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            episodes = glob.glob(str(tmp_path / "runs" / "*" / "episodes.csv"))
+            episodes = read_csv(episodes[0]) if episodes else []
+        assert len(episodes) >= 4, "training never logged episodes"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert os.path.relpath(run_dir, tmp_path) in out, "the run folder was not printed"
+    args = script.module().Args(**json.load(open(os.path.join(run_dir, "args.json"))))
+    check_run_folder(run_dir, args, {"global_step": 100000000}, interrupted=True)
+    assert len(read_csv(os.path.join(run_dir, "episodes.csv"))) >= len(episodes)
+    assert not os.path.exists(os.path.join(run_dir, "eval.json")), "an interrupted run has no evaluation"
