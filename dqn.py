@@ -54,6 +54,8 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
 
+    # The algorithm's settings. Defaults found on CartPole-v1 (seeds 1-5, 50k steps; README results): one
+    # gradient step every 2 env steps and a target copy every 250 steps learn fast and stay stable.
     learning_rate: float = 1e-3
     """Adam step size α"""
     buffer_size: int = 50_000
@@ -68,7 +70,7 @@ class Args:
     """environment steps of random play before learning starts"""
     train_frequency: int = 2
     """environment steps between two gradient steps"""
-    target_network_frequency: int = 500
+    target_network_frequency: int = 250
     """environment steps between two copies of φ into φ' (DQN-5)"""
     start_e: float = 1.0
     """ε at the start of training"""
