@@ -40,6 +40,20 @@ CONTINUOUS_ONLY = ["ddpg.py", "td3.py", "sac.py"]
 
 SCRIPTS = [
     Script("dqn", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
+    *(Script(name, DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY)
+      for name in ("double_dqn", "dueling_dqn", "per_dqn")),
+    # a2c.py and ppo.py take Discrete and Box actions, every action space of the default gymnasium registry,
+    # so they are shown a MultiDiscrete env registered below, reached by gymnasium's "module:EnvName-v0" id
+    Script("a2c", dict(total_timesteps=512, num_envs=2, num_steps=8, log_frequency=128, eval_episodes=2),
+           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+    Script("ppo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
+                       log_frequency=128, eval_episodes=2),
+           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+    # ddpg.py, td3.py, sac.py: 600 Pendulum steps are 3 episodes, the last 300 with a gradient step each
+    *(Script(name, dict(total_timesteps=600, learning_starts=300, batch_size=32, buffer_size=1_000, hidden_size=32,
+                        log_frequency=100, eval_episodes=2),
+             wrong_env="CartPole-v1", suggested=["dqn.py", "ppo.py"], smoke_envs=["Pendulum-v1"])
+      for name in ("ddpg", "td3", "sac")),
 ]
 
 
@@ -99,3 +113,16 @@ for _continuous in (False, True):
     # terminates after 3 steps, long before the time limit
     gym.register(f"CountTerminated{_kind}-v0", entry_point=CountEnv, max_episode_steps=100,
                  kwargs={"terminate_at": 3, "continuous": _continuous})
+
+
+class CountMultiDiscreteEnv(CountEnv):
+    """CountEnv with MultiDiscrete actions, which no script here handles. Scripts that take both Discrete and
+    Box actions (a2c.py, ppo.py) reject it; the CLI test reaches it as "tests.conftest:CountMultiDiscrete-v0"
+    (gymnasium's module:id form: the script imports this file, which registers the env)."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.MultiDiscrete([2, 2])
+
+
+gym.register("CountMultiDiscrete-v0", entry_point=CountMultiDiscreteEnv, max_episode_steps=TIME_LIMIT)
