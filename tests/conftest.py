@@ -49,6 +49,13 @@ SCRIPTS = [
     Script("ppo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
                        log_frequency=128, eval_episodes=2),
            wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+    # trpo.py and a3c.py take Discrete and Box actions too; a3c.py's 2 worker processes are not bit-reproducible
+    Script("trpo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
+                        log_frequency=128, eval_episodes=2),
+           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+    Script("a3c", dict(total_timesteps=600, num_workers=2, num_steps=5, log_frequency=100, eval_episodes=2),
+           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"],
+           deterministic=False),
     # ddpg.py, td3.py, sac.py: 600 Pendulum steps are 3 episodes, the last 300 with a gradient step each
     *(Script(name, dict(total_timesteps=600, learning_starts=300, batch_size=32, buffer_size=1_000, hidden_size=32,
                         log_frequency=100, eval_episodes=2),
