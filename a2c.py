@@ -83,7 +83,7 @@ class Args:
     gamma: Optional[float] = None
     """discount factor γ (None: per-env default)"""
     gae_lambda: Optional[float] = None
-    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the Monte-Carlo one (None: per-env default)"""
+    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end (None: per-env default)"""
     hidden_size: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
