@@ -12,6 +12,7 @@ marks each seed's final deterministic evaluation (eval.json).
 import argparse
 import os
 import sys
+import warnings
 
 import matplotlib
 
@@ -23,23 +24,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runs import THRESHOLDS, group, load_runs  # noqa: E402
 
 
-def curves_on_grid(runs: list, points: int = 200):
-    """Each seed's smoothed return, interpolated on a common grid of steps (held flat after its last episode)."""
-    last = max(run.steps[-1] for run in runs)
-    grid = np.linspace(0, last, points)
-    curves = np.array([np.interp(grid, run.steps, run.smoothed(), left=np.nan) for run in runs])
-    return grid, curves
+def on_grid(series: list, points: int = 200):
+    """Curves given as (x, y) pairs, interpolated on a common grid of x (NaN before a curve's first x, held
+    flat after its last). Returns the grid and an array with one row per curve."""
+    grid = np.linspace(0, max(x[-1] for x, _ in series), points)
+    return grid, np.array([np.interp(grid, x, y, left=np.nan) for x, y in series])
+
+
+def draw_band(ax, series: list, label: str, color, thin_lines: bool = False):
+    """Mean over the curves as a thick line, min..max as a band, each curve thinly with thin_lines."""
+    grid, curves = on_grid(series)
+    if thin_lines:
+        for curve in curves:
+            ax.plot(grid, curve, color=color, linewidth=0.6, alpha=0.35)
+    with warnings.catch_warnings():  # grid points before any curve starts are all NaN: left blank
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, low, high = np.nanmean(curves, axis=0), np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+    ax.plot(grid, mean, color=color, linewidth=2, label=label)
+    ax.fill_between(grid, low, high, color=color, alpha=0.15)
 
 
 def draw(ax, runs: list, label: str, color, seeds_too: bool):
-    grid, curves = curves_on_grid(runs)
-    if seeds_too:
-        for run, curve in zip(runs, curves):
-            ax.plot(grid, curve, color=color, linewidth=0.6, alpha=0.35)
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(curves, axis=0)
-    ax.plot(grid, mean, color=color, linewidth=2, label=f"{label} ({len(runs)} seeds)")
-    ax.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15)
+    """Training returns of one algorithm over seeds, with a dot per seed for its final evaluation."""
+    draw_band(ax, [(run.steps, run.smoothed()) for run in runs], f"{label} ({len(runs)} seeds)", color, seeds_too)
     finals = [(run.evaluation["global_step"], run.evaluation["mean"]) for run in runs if run.evaluation]
     if finals:
         ax.scatter(*zip(*finals), color=color, marker="o", s=18, zorder=3, edgecolors="black", linewidths=0.4)
