@@ -226,6 +226,19 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
     return advantages, advantages + values
 
 
+def rollout_returns(rewards, values, last_value: float, terminated: bool, gamma: float, gae_lambda: float):
+    """A3C-4 for one worker's rollout of n steps (arrays of shape (n,)), which ends at a termination, at a
+    time limit or after t_max steps: R = 0 if the episode terminated, else R = V(s_n) of the last state
+    reached; then R ← r_i + γR backwards. This is compute_gae on a single env with λ = 1 (the advantage
+    is R_i − V(s_i)); a smaller λ mixes in shorter returns. Only termination stops the bootstrap."""
+    next_values = np.append(values[1:], last_value)[:, None]
+    ended = np.zeros((len(rewards), 1), dtype=np.float32)
+    ended[-1] = 1.0  # nothing of this rollout follows its last step
+    advantages, returns = compute_gae(rewards[:, None], values[:, None], next_values, ended * terminated, ended,
+                                      gamma, gae_lambda)
+    return advantages[:, 0], returns[:, 0]
+
+
 # ---------------------------------------------------------------------------------------------------
 # A3C-1: the optimizer shared by the workers
 # ---------------------------------------------------------------------------------------------------
@@ -400,6 +413,16 @@ def evaluate(actor: nn.Module, args: Args, device: torch.device) -> list:
     return returns
 
 
+# How the workers start. 'fork' copies the main process: a worker starts in a fraction of a second, with the
+# shared tensors and every registered env already in place. 'spawn' starts a fresh Python that imports this
+# file and receives the shared tensors through pickling: it works everywhere but costs seconds per worker
+# (importing torch), and a custom env must be importable ("module:EnvName-v0"). fork is missing on Windows
+# and unsafe on macOS (system libraries that break in a forked child), where Python itself defaults to spawn;
+# we use fork on Linux only. The main process sets up its torch threads before forking; the workers use
+# their own single thread.
+START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+
+
 def make_networks(env: gym.Env, args: Args):
     """A3C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides."""
     obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
@@ -508,24 +531,19 @@ def run_worker(rank, args, actor, critic, optimizer, messages, stop):
         if n == 0:
             break
 
-        # A3C-4: R = 0 after a termination, else V of the last state reached (the real final observation when
-        # a time limit cut the episode, or the state where the rollout stopped); then R ← r_i + γR backwards,
-        # here as GAE(λ) whose λ = 1 gives exactly these returns. `obs` is that last state.
+        # A3C-4: the returns R, bootstrapped from V of the last state reached: `obs`, the real final observation
+        # when a time limit cut the episode, or the state where the rollout stopped
         with torch.no_grad():
             last_value = local_critic(torch.as_tensor(obs)).item()
-        next_values = np.append(values_buf[1:n], last_value)[:, None]
-        done = np.zeros((n, 1), dtype=bool)
-        done[-1] = terminated or truncated
-        advantages, returns = compute_gae(rewards_buf[:n, None], values_buf[:n, None], next_values,
-                                          (done & terminated).astype(np.float32), done.astype(np.float32),
-                                          args.gamma, args.gae_lambda)
+        advantages, returns = rollout_returns(rewards_buf[:n], values_buf[:n], last_value, terminated,
+                                              args.gamma, args.gae_lambda)
         if terminated or truncated:
             obs, _ = env.reset()
             obs = obs.astype(np.float32)
 
         # A3C-5: gradients of the actor's and the critic's losses on the local networks
         b_obs = torch.as_tensor(obs_buf[:n])
-        b_advantages, b_returns = torch.as_tensor(advantages[:, 0]), torch.as_tensor(returns[:, 0])
+        b_advantages, b_returns = torch.as_tensor(advantages), torch.as_tensor(returns)
         new_log_probs, entropy = local_actor.log_prob_entropy(b_obs, torch.as_tensor(actions_buf[:n]))
         policy_loss = -(new_log_probs * b_advantages).mean()
         value_loss = F.mse_loss(local_critic(b_obs), b_returns)
@@ -575,10 +593,7 @@ def train(args: Args) -> dict:
     critic.share_memory()
     optimizer = SharedAdam(list(actor.parameters()) + list(critic.parameters()), lr=args.learning_rate)
 
-    # 'spawn' starts each worker as a fresh Python process that imports this file and receives the shared
-    # tensors: it works the same on Linux, macOS and Windows. ('fork' starts faster, but is missing on
-    # Windows and unsafe in a process that already runs threads.)
-    context = mp.get_context("spawn")
+    context = mp.get_context(START_METHOD)
     messages, stop = Messages(context), context.Event()
 
     run_dir = make_run_folder(args)
