@@ -1,0 +1,351 @@
+"""Double DQN: DQN whose target lets the online network choose a' and the target network evaluate it.
+
+Paper: van Hasselt, Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016
+(arXiv 1509.06461, 2015). Lecture 7, "Variant: Double DQN" slides; steps from lecture/PSEUDOCODE.md:
+  DQN-1  act ε-greedily on Q_φ, store (s, a, r, s', terminated) in the buffer B
+  DQN-2  sample a mini-batch from B uniformly
+  DDQN-3 y = r + γ (1 − terminated) Q_φ'(s', argmax_a' Q_φ(s', a')): the online network Q_φ chooses a',
+         the target network Q_φ' evaluates it, no gradient through y
+  DQN-4  one gradient step on the loss between Q_φ(s, a) and y
+  DQN-5  copy φ into φ' every `target_network_frequency` steps
+Everything but DDQN-3 is dqn.py: `diff dqn.py double_dqn.py` shows the change. The max in DQN's target picks
+the action whose noisy estimate happens to be highest and so over-estimates; choosing with one network and
+evaluating with another removes most of that bias. metrics.csv logs q_mean, the mean Q_φ(s, a) of the
+batches, to compare with dqn.py's (the lecture's "value estimation" slide).
+
+Run:
+  python double_dqn.py                       # CartPole-v1, 50k steps
+  python double_dqn.py --env-id Acrobot-v1 --seed 2
+  python double_dqn.py --help
+"""
+
+import csv
+import difflib
+import json
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+
+@dataclass
+class Args:
+    env_id: str = "CartPole-v1"
+    """Gymnasium environment id (Discrete actions, flat Box observations)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environment"""
+    total_timesteps: int = 50_000
+    """environment steps to train for"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """use deterministic torch kernels"""
+    torch_threads: int = 1
+    """CPU threads for torch (one is fastest for these small networks)"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic (greedy) evaluation"""
+    run_dir: str = "runs"
+    """folder under which each run makes its own folder"""
+    save_model: bool = True
+    """write the trained weights to model.pt"""
+
+    # The algorithm's settings. Defaults found on CartPole-v1 (seeds 1-5, 50k steps; README results): one
+    # gradient step every 2 env steps and a target copy every 250 steps learn fast and stay stable.
+    learning_rate: float = 1e-3
+    """Adam step size α"""
+    buffer_size: int = 50_000
+    """capacity of the replay buffer B"""
+    gamma: float = 0.99
+    """discount factor γ"""
+    batch_size: int = 64
+    """transitions per mini-batch (DQN-2)"""
+    hidden_size: int = 128
+    """units in each of the two hidden layers"""
+    learning_starts: int = 1_000
+    """environment steps of random play before learning starts"""
+    train_frequency: int = 2
+    """environment steps between two gradient steps"""
+    target_network_frequency: int = 250
+    """environment steps between two copies of φ into φ' (DQN-5)"""
+    start_e: float = 1.0
+    """ε at the start of training"""
+    end_e: float = 0.05
+    """ε after the decay (its floor)"""
+    exploration_fraction: float = 0.2
+    """fraction of total_timesteps over which ε decays linearly from start_e to end_e"""
+    log_frequency: int = 500
+    """environment steps between two rows of metrics.csv"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Q-network and the replay buffer
+# ---------------------------------------------------------------------------------------------------
+class QNetwork(nn.Module):
+    """Q_φ(s, ·): one output per action."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, n_actions),
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class ReplayBuffer:
+    """Uniform replay buffer B, preallocated in numpy; the oldest transitions are overwritten."""
+
+    def __init__(self, capacity: int, obs_dim: int):
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)  # 1 only when the MDP ended, not on a time limit
+        self.capacity, self.pos, self.size = capacity, 0, 0
+
+    def add(self, obs, action, reward, next_obs, terminated):
+        i = self.pos
+        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
+        self.next_obs[i], self.terminated[i] = next_obs, terminated
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device):
+        idx = rng.integers(0, self.size, size=batch_size)
+        return tuple(
+            torch.as_tensor(a[idx], device=device)
+            for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminated)
+        )
+
+
+@torch.no_grad()
+def td_target(q_network, target_network, rewards, next_obs, terminated, gamma):
+    """DDQN-3: y = r + γ (1 − terminated) Q_φ'(s', argmax_a' Q_φ(s', a')); no gradient flows into y."""
+    next_actions = q_network(next_obs).argmax(dim=1, keepdim=True)  # the online network chooses a'
+    next_q = target_network(next_obs).gather(1, next_actions).squeeze(1)  # the target network evaluates it
+    return rewards + gamma * (1.0 - terminated) * next_q
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers: checking the settings, the run folder, evaluation
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def check_args(args: Args, env: gym.Env):
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        fail(f"{SCRIPT}.py needs Discrete actions, and {args.env_id} has {type(env.action_space).__name__} "
+             "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
+    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
+    problems = [
+        (args.total_timesteps <= 0, "total_timesteps must be positive"),
+        (args.learning_rate <= 0, "learning_rate must be positive"),
+        (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
+        (args.buffer_size <= 0 or args.batch_size <= 0, "buffer_size and batch_size must be positive"),
+        (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
+        (args.learning_starts < args.batch_size, "learning_starts must be at least batch_size"),
+        (min(args.train_frequency, args.target_network_frequency, args.log_frequency) <= 0,
+         "train_frequency, target_network_frequency and log_frequency must be positive"),
+        (not (0 <= args.end_e <= args.start_e <= 1), "need 0 <= end_e <= start_e <= 1"),
+        (not 0 < args.exploration_fraction <= 1, "exploration_fraction must lie in (0, 1]"),
+        (args.eval_episodes < 0 or args.torch_threads <= 0, "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.hidden_size <= 0, "hidden_size must be positive"),
+    ]
+    for bad, message in problems:
+        if bad:
+            fail(message)
+
+
+def make_run_folder(args: Args) -> str:
+    stamp = int(time.time())
+    path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+    suffix = 1
+    while os.path.exists(path):  # two runs started in the same second
+        suffix += 1
+        path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+    os.makedirs(path)
+    return path
+
+
+def write_atomically(path: str, write):
+    """Write to a temporary file, then rename it: an interrupt never leaves a half-written file."""
+    tmp = path + ".tmp"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, data: dict):
+    def dump(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+    write_atomically(path, dump)
+
+
+def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
+    return start + min(t / duration, 1.0) * (end - start)
+
+
+@torch.no_grad()
+def evaluate(q_network: QNetwork, args: Args, device: torch.device) -> list:
+    """Greedy policy on a fresh environment, seeded apart from the training one."""
+    env = gym.make(args.env_id)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + 10_000 + episode)
+        done, episode_return = False, 0.0
+        while not done:
+            q = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device))
+            obs, reward, terminated, truncated, _ = env.step(int(q.argmax()))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    check_args(args, env)
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
+    rng = np.random.default_rng(args.seed)  # ε draws and mini-batch indices
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
+    q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
+    target_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
+    target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    buffer = ReplayBuffer(args.buffer_size, obs_dim)
+
+    run_dir = make_run_folder(args)
+    write_json(os.path.join(run_dir, "args.json"), asdict(args))
+    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
+    metrics_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="")
+    episodes_log, metrics_log = csv.writer(episodes_file), csv.writer(metrics_file)
+    episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+    metrics_log.writerow(["global_step", "td_loss", "q_mean", "epsilon"])
+    print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {args.total_timesteps:,} steps, device {device}")
+
+    start_time = last_print = time.time()
+    recent_returns = deque(maxlen=10)
+    td_loss = q_mean = float("nan")
+    global_step, episode_return, episode_length = 0, 0.0, 0
+    obs, _ = env.reset(seed=args.seed)
+    env.action_space.seed(args.seed)
+    try:
+        for global_step in range(1, args.total_timesteps + 1):
+            # DQN-1: ε-greedy action on Q_φ, observe (s, a, r, s'), add it to B
+            epsilon = linear_schedule(args.start_e, args.end_e,
+                                      int(args.exploration_fraction * args.total_timesteps), global_step)
+            if rng.random() < epsilon:
+                action = env.action_space.sample()
+            else:
+                with torch.no_grad():
+                    action = int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
+            # so DDQN-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            buffer.add(obs, action, reward, next_obs, terminated)
+            episode_return += float(reward)
+            episode_length += 1
+            obs = next_obs
+            if terminated or truncated:
+                episodes_log.writerow([global_step, episode_return, episode_length, round(time.time() - start_time, 3)])
+                episodes_file.flush()
+                recent_returns.append(episode_return)
+                obs, _ = env.reset()
+                episode_return, episode_length = 0.0, 0
+
+            if global_step > args.learning_starts and global_step % args.train_frequency == 0:
+                # DQN-2: sample a mini-batch from B uniformly
+                b_obs, b_actions, b_rewards, b_next_obs, b_terminated = buffer.sample(args.batch_size, rng, device)
+                # DDQN-3: a' chosen by the online network, evaluated by the target network, without gradient
+                y = td_target(q_network, target_network, b_rewards, b_next_obs, b_terminated, args.gamma)
+                # DQN-4: gradient step on the Huber loss between Q_φ(s, a) and y. Huber is MSE for
+                # |error| < 1 and grows linearly beyond, so rare large TD errors cannot blow up a step.
+                q_values = q_network(b_obs).gather(1, b_actions.unsqueeze(1)).squeeze(1)
+                loss = F.smooth_l1_loss(q_values, y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if global_step % args.log_frequency == 0:
+                    td_loss, q_mean = loss.item(), q_values.mean().item()
+                    metrics_log.writerow([global_step, td_loss, q_mean, epsilon])
+                    metrics_file.flush()
+
+            # DQN-5: copy φ into φ' every N steps
+            if global_step % args.target_network_frequency == 0:
+                target_network.load_state_dict(q_network.state_dict())
+
+            if time.time() - last_print > 2:
+                last_print = time.time()
+                mean_return = np.mean(recent_returns) if recent_returns else float("nan")
+                print(f"step {global_step:>8,} | return (last 10) {mean_return:8.1f} | ε {epsilon:.3f} | "
+                      f"loss {td_loss:.4f} | {global_step / (last_print - start_time):,.0f} steps/s")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at step {global_step:,}: saving the model and the logs so far")
+        raise
+    else:
+        sps = global_step / (time.time() - start_time)
+        returns = evaluate(q_network, args, device) if args.eval_episodes > 0 else []
+        summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
+                   "std": float(np.std(returns)) if returns else float("nan"),
+                   "returns": returns, "episodes": len(returns), "global_step": global_step,
+                   "sps": sps, "wall_time": time.time() - start_time}
+        write_json(os.path.join(run_dir, "eval.json"), summary)
+        print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
+              f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
+    finally:
+        episodes_file.close()
+        metrics_file.close()
+        env.close()
+        if args.save_model:
+            model = {"q_network": q_network.state_dict(), "args": asdict(args), "global_step": global_step}
+            write_atomically(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {run_dir}")
+    return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+            "sps": sps, "run_dir": run_dir}
+
+
+if __name__ == "__main__":
+    try:
+        train(tyro.cli(Args))
+    except KeyboardInterrupt:
+        sys.exit(130)
