@@ -13,7 +13,7 @@ the targets every `policy_frequency` critic updates) and adds twin critics and t
 Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
 
 Run:
-  python ddpg.py                              # Pendulum-v1, 20k steps
+  python ddpg.py                              # Pendulum-v1, 15k steps
   python ddpg.py --env-id HalfCheetah-v5 --total-timesteps 1000000   # needs pip install "gymnasium[mujoco]"
   python ddpg.py --help
 """
@@ -42,7 +42,7 @@ class Args:
     """Gymnasium environment id (Box actions with finite bounds, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 20_000
+    total_timesteps: int = 15_000
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -58,7 +58,9 @@ class Args:
     """write the trained weights to model.pt"""
 
     # Defaults for Pendulum-v1 from the RL Baselines3 Zoo (hyperparams/ddpg.yml): γ 0.98, lr 1e-3, 10k random
-    # steps first, Gaussian noise σ 0.1, buffer 200k, one gradient step per environment step.
+    # steps first, Gaussian noise σ 0.1, buffer 200k, one gradient step per environment step. For speed on a
+    # CPU, smaller networks (64-64, the Zoo has 400-300), batch 128 (256) and 15k steps (20k): 5,000 gradient
+    # steps, which learned Pendulum-v1 on seeds 1-5 in our runs.
     learning_rate: float = 1e-3
     """Adam step size of the actor and of the critic"""
     buffer_size: int = 200_000
@@ -186,12 +188,11 @@ def make_env(env_id: str) -> gym.Env:
 
 def check_args(args: Args, env: gym.Env):
     space = env.action_space
-    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+    if not isinstance(space, gym.spaces.Box):
         fail(f"{SCRIPT}.py needs Box (continuous) actions, and {args.env_id} has {type(space).__name__} "
              "actions: use dqn.py (or ppo.py, a2c.py) for discrete actions")
-    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        fail(f"{SCRIPT}.py scales its actions to finite bounds, and {args.env_id} has bounds "
-             f"{space.low} .. {space.high}")
+    if len(space.shape) != 1 or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        fail(f"{SCRIPT}.py scales its actions to finite bounds of a flat Box, and {args.env_id} has {space}")
     if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
         fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
     problems = [
