@@ -17,7 +17,8 @@ Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once g
 Run:
   python sac.py                               # Pendulum-v1, 15k steps
   python sac.py --no-autotune --alpha 0.1     # fixed α
-  python sac.py --env-id HalfCheetah-v5 --total-timesteps 1000000    # needs pip install "gymnasium[mujoco]"
+  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there:
+  python sac.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 --hidden-size 256 --batch-size 256
   python sac.py --help
 """
 
@@ -66,7 +67,7 @@ class Args:
     # ddpg/td3 entries. For speed on a CPU, smaller networks (64-64, the Zoo has 256-256), batch 128 (256) and
     # 15k steps (20k): 5,000 gradient steps, which learned Pendulum-v1 on seeds 1-5 in our runs.
     learning_rate: float = 1e-3
-    """Adam step size of the actor and of the critic"""
+    """Adam step size of the actor, of the critics and of log α"""
     buffer_size: int = 200_000
     """capacity of the replay buffer B"""
     gamma: float = 0.98

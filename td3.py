@@ -11,7 +11,8 @@ Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once g
 
 Run:
   python td3.py                               # Pendulum-v1, 16k steps
-  python td3.py --env-id HalfCheetah-v5 --total-timesteps 1000000    # needs pip install "gymnasium[mujoco]"
+  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there:
+  python td3.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 --hidden-size 256 --batch-size 256
   python td3.py --help
 """
 
