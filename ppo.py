@@ -43,12 +43,13 @@ ENV_DEFAULTS = {
     # λ 0.8, learning rate 1e-3 decayed linearly, no entropy bonus; but 10 epochs instead of the Zoo's 20:
     # half the gradient steps (they dominate the wall time), and still 500 on seeds 1-5.
     "CartPole-v1": dict(total_timesteps=100_000, num_envs=8, num_steps=32, gamma=0.98, gae_lambda=0.8,
-                        update_epochs=10, num_minibatches=1, norm_obs=False, norm_reward=False),
+                        update_epochs=10, num_minibatches=1),
     # RL Zoo's tuned PPO for Pendulum-v1: 4 envs × 1024 steps, γ 0.9, λ 0.95, 10 epochs of 64-sample
     # mini-batches, learning rate 1e-3. The Zoo also uses gSDE exploration; plain Gaussian noise does it
-    # too. Normalizing observations and rewards made it worse here (seed 1 stuck near -580 at 150k steps).
+    # too. Normalizing observations and rewards made it worse here (--norm-obs --norm-reward: seed 1 stuck
+    # near -580 at 150k steps), so both are off by default.
     "Pendulum-v1": dict(total_timesteps=150_000, num_envs=4, num_steps=1024, gamma=0.9, gae_lambda=0.95,
-                        update_epochs=10, num_minibatches=64, norm_obs=False, norm_reward=False),
+                        update_epochs=10, num_minibatches=64),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -90,10 +91,10 @@ class Args:
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
-    norm_obs: Optional[bool] = None
-    """normalize observations by their running mean and std (None: per-env default)"""
-    norm_reward: Optional[bool] = None
-    """divide rewards by the running std of the discounted return (None: per-env default)"""
+    norm_obs: bool = False
+    """normalize observations by their running mean and std"""
+    norm_reward: bool = False
+    """divide rewards by the running std of the discounted return"""
     norm_adv: bool = True
     """normalize the advantages of each mini-batch to mean 0, std 1"""
     ent_coef: float = 0.0

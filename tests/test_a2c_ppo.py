@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import a2c
 import ppo
@@ -237,3 +238,20 @@ def test_per_env_defaults_fill_only_the_settings_left_unset(module):
     acrobot = module.with_env_defaults(module.Args(env_id="Acrobot-v1"), gym.make("Acrobot-v1"))
     assert acrobot.num_envs == module.ENV_DEFAULTS["CartPole-v1"]["num_envs"]
     assert None not in vars(acrobot).values()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Updates per rollout: A2C one gradient step, PPO update_epochs × num_minibatches
+# ---------------------------------------------------------------------------------------------------
+@BOTH
+def test_gradient_steps_per_rollout(module, tmp_path):
+    steps = []
+    hook = register_optimizer_step_post_hook(lambda *_: steps.append(1))
+    extra = dict(update_epochs=3, num_minibatches=4) if module is ppo else {}
+    try:
+        module.train(module.Args(total_timesteps=96, num_envs=2, num_steps=16, eval_episodes=0, save_model=False,
+                                 run_dir=str(tmp_path), cuda=False, **extra))
+    finally:
+        hook.remove()
+    rollouts = 96 // (2 * 16)
+    assert len(steps) == (rollouts * 3 * 4 if module is ppo else rollouts)
