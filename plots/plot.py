@@ -86,7 +86,8 @@ def main():
     for (env_id, script), runs in groups.items():
         fig, ax = plt.subplots(figsize=(7, 4.5))
         draw(ax, runs, script, color_of[script], seeds_too=True)
-        finish(ax, env_id, f"{script} on {env_id}", os.path.join(options.out, f"{script}_{env_id}.png"))
+        finish(ax, env_id, f"{script} on {env_id}: thin lines = seeds, dots = final evaluation",
+               os.path.join(options.out, f"{script}_{env_id}.png"))
 
     for env_id in sorted({env for env, _ in groups}):
         fig, ax = plt.subplots(figsize=(8, 5))
