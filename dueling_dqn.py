@@ -7,12 +7,14 @@ Lecture 7, "Variant: Dueling DQN" slides; steps from lecture/PSEUDOCODE.md:
   DQN-3  y = r + γ (1 − terminated) max_a' Q_φ'(s', a') with the target network, no gradient through y
   DQN-4  one gradient step on the loss between Q_φ(s, a) and y
   DQN-5  copy φ into φ' every `target_network_frequency` steps
-  DUEL   Q_φ(s, a) = V(s) + A(s, a) − mean_a' A(s, a'): a shared layer, then a value stream and an
+  DUEL   Q_φ(s, a) = V(s) + A(s, a) − mean_a' A(s, a'): shared hidden layers, then a value stream and an
          advantage stream. V + A alone is not identifiable (add c to V, subtract it from A: same Q);
          subtracting the mean makes A average to zero, so V(s) is the mean of Q(s, ·).
 Only the network differs from dqn.py (`diff dqn.py dueling_dqn.py`): the loss, target and loop are DQN's.
 V(s) learns from every transition of s whatever its action, which helps where the choice of action
-rarely matters. metrics.csv logs q_mean, the mean Q_φ(s, a) of the batches.
+rarely matters. The paper's streams each have a hidden layer on top of the shared convolutional layers;
+here dqn.py's two hidden layers are shared and each stream is one linear layer, so that the network has
+dqn.py's size and cost. metrics.csv logs q_mean, the mean Q_φ(s, a) of the batches.
 
 Run:
   python dueling_dqn.py                      # CartPole-v1, 50k steps
@@ -70,7 +72,7 @@ class Args:
     batch_size: int = 64
     """transitions per mini-batch (DQN-2)"""
     hidden_size: int = 128
-    """units in the shared hidden layer and in the hidden layer of each stream"""
+    """units in each of the two hidden layers"""
     learning_starts: int = 1_000
     """environment steps of random play before learning starts"""
     train_frequency: int = 2
@@ -91,18 +93,20 @@ class Args:
 # The Q-network and the replay buffer
 # ---------------------------------------------------------------------------------------------------
 class QNetwork(nn.Module):
-    """Dueling Q_φ(s, ·): a shared layer, then a value stream V(s) and an advantage stream A(s, ·)."""
+    """Dueling Q_φ(s, ·): dqn.py's hidden layers, shared, then a value head V(s) and an advantage head A(s, ·)."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_size: int):
         super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden_size), nn.ReLU())
-        self.value = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 1))
-        self.advantage = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(),
-                                       nn.Linear(hidden_size, n_actions))
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+        )
+        self.value = nn.Linear(hidden_size, 1)
+        self.advantage = nn.Linear(hidden_size, n_actions)
 
     def streams(self, obs: torch.Tensor):
         """V(s) with shape (batch, 1) and A(s, ·) with shape (batch, n_actions)."""
-        features = self.trunk(obs)
+        features = self.net(obs)
         return self.value(features), self.advantage(features)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

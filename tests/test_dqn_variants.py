@@ -56,7 +56,7 @@ def dueling_batch():
     net = dueling_dqn.QNetwork(obs_dim=3, n_actions=4, hidden_size=16)
     obs = torch.randn(5, 3)
     with torch.no_grad():
-        net.advantage[-1].bias.add_(2.0)  # make mean_a A clearly nonzero, so a missing "− mean" shows
+        net.advantage.bias.add_(2.0)  # make mean_a A clearly nonzero, so a missing "− mean" shows
         value, advantage = net.streams(obs)
     return net, obs, value, advantage
 
@@ -79,7 +79,7 @@ def test_dueling_q_ignores_a_constant_added_to_every_advantage(dueling_batch):
     net, obs, _, _ = dueling_batch
     before = net(obs)
     with torch.no_grad():
-        net.advantage[-1].bias.add_(5.0)
+        net.advantage.bias.add_(5.0)
     assert torch.allclose(net(obs), before, atol=1e-5)
 
 
