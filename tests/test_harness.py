@@ -1,5 +1,6 @@
 """Tests every algorithm script passes: smoke training, run folder contents, CLI errors, seeds, Ctrl-C."""
 
+import concurrent.futures
 import csv
 import glob
 import json
@@ -13,7 +14,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, tiny_args
+from conftest import ROOT, SCRIPTS, tiny_args
 
 EPISODE_COLUMNS = ["global_step", "episodic_return", "episodic_length", "wall_time"]
 
@@ -84,23 +85,6 @@ def test_same_seed_same_returns(script, tmp_path):
     assert first != other, "the seed has no effect"
 
 
-def test_help(script, tmp_path):
-    result = run_cli(script.name, "--help", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "--env-id" in result.stdout and "--total-timesteps" in result.stdout
-
-
-def test_wrong_action_space(script, tmp_path):
-    result = run_cli(script.name, "--env-id", script.wrong_env, cwd=tmp_path)
-    assert_one_line_error(result, script.wrong_env, *script.suggested)
-    assert not os.path.exists(tmp_path / "runs"), "a rejected run must not leave a run folder"
-
-
-def test_unknown_env_id(script, tmp_path):
-    result = run_cli(script.name, "--env-id", "CartPol-v1", cwd=tmp_path)
-    assert_one_line_error(result, "CartPol-v1", "CartPole-v1")
-
-
 @pytest.mark.parametrize("setting", [dict(learning_rate=-1.0), dict(total_timesteps=0)])
 def test_nonsense_setting(script, tmp_path, capsys, setting):
     with pytest.raises(SystemExit) as stop:
@@ -108,6 +92,51 @@ def test_nonsense_setting(script, tmp_path, capsys, setting):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and list(setting)[0] in err, err
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line, through subprocesses. Starting Python and torch takes seconds, so every script's CLI
+# checks are started at the beginning of this module, one subprocess at a time in a background thread:
+# they use the second core while the in-process tests above use the first.
+# ---------------------------------------------------------------------------------------------------
+def cli_checks(script):
+    return {"help": ["--help"], "wrong_action_space": ["--env-id", script.wrong_env],
+            "unknown_env_id": ["--env-id", "CartPol-v1"]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_results(tmp_path_factory):
+    """{(script name, check): (future of the CompletedProcess, the folder it ran in)}"""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    results = {}
+    for script in SCRIPTS:
+        for check, flags in cli_checks(script).items():
+            cwd = tmp_path_factory.mktemp(f"cli_{script.name}_{check}")
+            results[script.name, check] = (pool.submit(run_cli, script.name, *flags, cwd=cwd), cwd)
+    yield results
+    pool.shutdown(cancel_futures=True)
+
+
+def cli_result(cli_results, script, check):
+    future, cwd = cli_results[script.name, check]
+    return future.result(), cwd
+
+
+def test_help(script, cli_results):
+    result, _ = cli_result(cli_results, script, "help")
+    assert result.returncode == 0, result.stderr
+    assert "--env-id" in result.stdout and "--total-timesteps" in result.stdout
+
+
+def test_wrong_action_space(script, cli_results):
+    result, cwd = cli_result(cli_results, script, "wrong_action_space")
+    assert_one_line_error(result, script.wrong_env, *script.suggested)
+    assert not os.path.exists(cwd / "runs"), "a rejected run must not leave a run folder"
+
+
+def test_unknown_env_id(script, cli_results):
+    result, _ = cli_result(cli_results, script, "unknown_env_id")
+    assert_one_line_error(result, "CartPol-v1", "CartPole-v1")
 
 
 def test_ctrl_c_saves_and_exits_130(script, tmp_path):
