@@ -572,10 +572,11 @@ def train(args: Args) -> dict:
         returns = evaluate(actor, normalizer, args, device) if args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
-                   "returns": returns, "episodes": len(returns), "global_step": global_step}
+                   "returns": returns, "episodes": len(returns), "global_step": global_step,
+                   "sps": sps, "wall_time": time.time() - start_time}
         write_json(os.path.join(run_dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
-              f"| {sps:,.0f} steps/s | {time.time() - start_time:.1f} s")
+              f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
     finally:
         episodes_file.close()
         metrics_file.close()

@@ -69,6 +69,7 @@ def test_smoke_train(script, tmp_path):
         assert evaluation["episodes"] == args.eval_episodes == len(evaluation["returns"])
         assert evaluation["mean"] == pytest.approx(sum(evaluation["returns"]) / args.eval_episodes)
         assert evaluation["global_step"] == summary["global_step"]
+        assert evaluation["sps"] > 0 and evaluation["wall_time"] > 0
 
 
 def test_same_seed_same_returns(script, tmp_path):
