@@ -42,13 +42,15 @@ ENV_DEFAULTS = {
     # RL Baselines3 Zoo's A2C for CartPole-v1: 8 envs × 5 steps, γ 0.99, λ 1 (n-step advantages), no
     # entropy bonus; the Zoo's RMSprop at 7e-4 becomes Adam at 1e-3, decayed linearly.
     "CartPole-v1": dict(total_timesteps=300_000, num_envs=8, num_steps=5, gamma=0.99, gae_lambda=1.0,
-                        learning_rate=1e-3, norm_obs=False, norm_reward=False),
-    # RL Zoo's A2C for Pendulum-v1: 8 envs × 8 steps, γ 0.9, λ 0.9, normalized observations and rewards;
-    # the Zoo adds gSDE exploration and trains for 1M steps. With a plain Gaussian we need a larger step
-    # (3e-3; at 1e-3 nothing was learned in 300k steps), and 500k steps are not always enough: the return
-    # stays near -1100 until the policy "takes off", after 80k to 300k steps depending on the seed.
+                        learning_rate=1e-3, norm_obs=False, norm_reward=False, norm_adv=True),
+    # RL Zoo's A2C for Pendulum-v1: 8 envs × 8 steps, γ 0.9, λ 0.9, normalized rewards, advantages not
+    # normalized (SB3's A2C default); the Zoo adds gSDE exploration and trains for 1M steps. With a plain
+    # Gaussian we need a larger step (3e-3; at 1e-3 nothing was learned in 300k steps) and the mean kept
+    # inside the bounds (bound_mean). Measured on the failing seeds, with bound_mean: normalizing each
+    # 64-sample rollout's advantages kept seed 2 near -1100 for all 500k steps (without it: -173), and
+    # normalizing observations kept seed 1 there (without it: takes off after ~100k steps).
     "Pendulum-v1": dict(total_timesteps=500_000, num_envs=8, num_steps=8, gamma=0.9, gae_lambda=0.9,
-                        learning_rate=3e-3, norm_obs=True, norm_reward=True),
+                        learning_rate=3e-3, norm_obs=False, norm_reward=True, norm_adv=False),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -90,12 +92,14 @@ class Args:
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
+    bound_mean: bool = True
+    """Box actions: keep the Gaussian's mean inside the action bounds (see GaussianActor.bound_mean)"""
     norm_obs: Optional[bool] = None
     """normalize observations by their running mean and std (None: per-env default)"""
     norm_reward: Optional[bool] = None
     """divide rewards by the running std of the discounted return (None: per-env default)"""
-    norm_adv: bool = True
-    """normalize the advantages of each rollout to mean 0, std 1"""
+    norm_adv: Optional[bool] = None
+    """normalize the advantages of each rollout to mean 0, std 1 (None: per-env default)"""
     ent_coef: float = 0.0
     """weight of the entropy bonus"""
     vf_coef: float = 0.5
@@ -167,26 +171,44 @@ class GaussianActor(nn.Module):
     The environment gets the sample clipped into the action bounds, while the log-probability (and so the
     gradient of A2C-3) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew. This is the
     usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability stays exact and cheap, and the
-    clipping is part of the environment. Squashing with tanh instead would need a change-of-variables term
-    in the log-probability (as sac.py does)."""
+    clipping is part of the environment. Squashing the sample with tanh instead would need a change-of-variables
+    term in the log-probability (as sac.py does); bound_mean squashes only the mean μ, which needs none."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
         super().__init__()
         self.mean = mlp(obs_dim, action_dim, hidden_size, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        self.register_buffer("center", None)  # set by bound_mean
+        self.register_buffer("half_width", None)
+
+    def bound_mean(self, low: np.ndarray, high: np.ndarray):
+        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the finite
+        action bounds [low, high]. Without this, Pendulum's mean often drifts far outside [-2, 2] (we measured
+        |μ| ≈ 10 in 99% of the states on a failed seed): every sample is then clipped to the same bound, the
+        advantages carry no information about the action, and learning stalls. Only the mean is squashed; the
+        sample a ~ N(μ, σ²) and its exact Gaussian log-probability stay as above."""
+        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):  # buffers: saved with the weights in model.pt
+            device = self.log_std.device
+            self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32, device=device))
+            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, dtype=torch.float32, device=device))
+
+    def mu(self, obs: torch.Tensor) -> torch.Tensor:
+        """μ_θ(s): the output of the mean network, squashed into the bounds after bound_mean."""
+        out = self.mean(obs)
+        return out if self.center is None else self.center + self.half_width * torch.tanh(out)
 
     def sample(self, obs: torch.Tensor):
-        mean = self.mean(obs)
+        mean = self.mu(obs)
         actions = mean + self.log_std.exp() * torch.randn_like(mean)
         return actions, gaussian_log_prob(mean, self.log_std, actions)
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
-        mean = self.mean(obs)
+        mean = self.mu(obs)
         return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy of the evaluation: the mean action."""
-        return self.mean(obs)
+        return self.mu(obs)
 
 
 class Critic(nn.Module):
@@ -424,6 +446,8 @@ def train(args: Args) -> dict:
     actor_class = CategoricalActor if discrete else GaussianActor
     actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0], args.hidden_size,
                         args.log_std_init).to(device)
+    if not discrete and args.bound_mean:
+        actor.bound_mean(action_space.low, action_space.high)
     critic = Critic(obs_dim, args.hidden_size).to(device)
     parameters = list(actor.parameters()) + list(critic.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
@@ -537,10 +561,11 @@ def train(args: Args) -> dict:
         returns = evaluate(actor, normalizer, args, device) if args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
-                   "returns": returns, "episodes": len(returns), "global_step": global_step}
+                   "returns": returns, "episodes": len(returns), "global_step": global_step,
+                   "sps": sps, "wall_time": time.time() - start_time}
         write_json(os.path.join(run_dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
-              f"| {sps:,.0f} steps/s | {time.time() - start_time:.1f} s")
+              f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
     finally:
         episodes_file.close()
         metrics_file.close()

@@ -162,6 +162,29 @@ def test_gaussian_actor_uses_the_unclipped_sample_and_the_env_gets_it_clipped(mo
     assert np.abs(sent).max() == 2.0 and np.array_equal(sent, np.clip(actions.numpy(), -2, 2))
 
 
+def test_a2c_bound_mean_squashes_only_the_mean_into_the_bounds():
+    torch.manual_seed(0)
+    actor = a2c.GaussianActor(obs_dim=3, action_dim=2, hidden_size=8, log_std_init=0.0)
+    obs = torch.randn(50, 3) * 100  # large inputs: the raw mean network's output leaves the bounds
+    with torch.no_grad():
+        nn.init.normal_(actor.mean[-1].weight, std=10.0)
+        raw = actor.mean(obs)
+        assert (raw.abs() > 5).any()
+        low, high = np.array([-2.0, 0.0]), np.array([2.0, 1.0])
+        actor.bound_mean(low, high)
+        expected = torch.tensor([0.0, 0.5]) + torch.tensor([2.0, 0.5]) * torch.tanh(raw)  # center + half-width · tanh
+        assert torch.allclose(actor.mode(obs), expected, atol=1e-6)
+        assert (actor.mode(obs) >= torch.tensor(low, dtype=torch.float32)).all()
+        assert (actor.mode(obs) <= torch.tensor(high, dtype=torch.float32)).all()
+        actions, log_probs = actor.sample(obs)  # the sample is still an unsquashed Gaussian around that mean
+        reference = torch.distributions.Normal(expected, 1.0).log_prob(actions).sum(-1)
+        assert torch.allclose(log_probs, reference, atol=1e-5)
+    assert set(actor.state_dict()) >= {"center", "half_width"}, "the bounds travel with the weights in model.pt"
+    unbounded = a2c.GaussianActor(obs_dim=3, action_dim=1, hidden_size=8, log_std_init=0.0)
+    unbounded.bound_mean(np.array([-np.inf]), np.array([np.inf]))  # infinite bounds: left unbounded
+    assert unbounded.center is None
+
+
 # ---------------------------------------------------------------------------------------------------
 # PPO's clipped objective
 # ---------------------------------------------------------------------------------------------------
@@ -212,6 +235,8 @@ def test_normalization_is_saved_with_the_model_and_used_by_the_evaluation(module
     normalizer = module.Normalizer(3, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
     normalizer.load_state_dict(checkpoint["normalizer"])
     actor = module.GaussianActor(3, 1, args.hidden_size, args.log_std_init)
+    if getattr(args, "bound_mean", False):  # a2c.py: the bounds are buffers, saved in model.pt
+        actor.bound_mean(np.array([-1.0]), np.array([1.0]))  # placeholders, overwritten by the checkpoint
     actor.load_state_dict(checkpoint["actor"])
     seen = []
     original_mode = module.GaussianActor.mode
