@@ -65,6 +65,12 @@ def versions() -> str:
             f"gymnasium {gymnasium.__version__}, numpy {np.__version__}")
 
 
+def mean_of(runs: list, key: str, form: str) -> str:
+    """Mean of an eval.json field over runs, or "n/a" when a run's eval.json lacks it."""
+    values = [run.evaluation.get(key) for run in runs]
+    return "n/a" if None in values else format(float(np.mean(values)), form)
+
+
 def table(run_dir: str, scripts: list) -> str:
     rows = ["| script | env | seeds | final eval, mean ± std over seeds | per-seed eval | seeds ≥ threshold "
             "| median first reach (training avg10): steps / seconds | steps | wall s per run | steps/s |",
@@ -82,8 +88,7 @@ def table(run_dir: str, scripts: list) -> str:
             f"| {script} | {env_id} | {len(runs)} | {evals.mean():.1f} ± {evals.std():.1f} "
             f"| {' / '.join(f'{e:.0f}' for e in evals)} | {int((evals >= threshold).sum())}/{len(runs)} "
             f"| {first} | {int(np.median([r.evaluation['global_step'] for r in runs])):,} "
-            f"| {np.mean([r.evaluation['wall_time'] for r in runs]):.1f} "
-            f"| {np.mean([r.evaluation['sps'] for r in runs]):,.0f} |")
+            f"| {mean_of(runs, 'wall_time', '.1f')} | {mean_of(runs, 'sps', ',.0f')} |")
     return "\n".join(rows)
 
 
