@@ -264,11 +264,11 @@ def train(args: Args) -> dict:
     global_step, episode_return, episode_length = 0, 0.0, 0
     obs, _ = env.reset(seed=args.seed)
     env.action_space.seed(args.seed)
+    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))  # ε decays over these
     try:
         for global_step in range(1, args.total_timesteps + 1):
             # DQN-1: ε-greedy action on Q_φ, observe (s, a, r, s'), add it to B
-            epsilon = linear_schedule(args.start_e, args.end_e,
-                                      int(args.exploration_fraction * args.total_timesteps), global_step)
+            epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
             if rng.random() < epsilon:
                 action = env.action_space.sample()
             else:

@@ -47,7 +47,8 @@ def train_one(script: str, env_id: str, seed: int, options) -> int:
     start = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.time() - start
-    tail = (result.stdout.strip().splitlines() or ["(no output)"])[-2]
+    lines = result.stdout.strip().splitlines()
+    tail = lines[-2] if len(lines) >= 2 else "(no evaluation printed)"  # the last line names the run folder
     status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode}): {result.stderr.strip()[-300:]}"
     print(f"  {script:12s} {env_id:12s} seed {seed}: {wall:6.1f} s  {status}  {tail}", flush=True)
     return result.returncode

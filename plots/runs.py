@@ -56,8 +56,8 @@ def read_columns(path: str) -> dict:
     return {name: np.array([float(row[i]) for row in body]) for i, name in enumerate(header)}
 
 
-def load_runs(run_dir: str, latest_only: bool = True) -> list:
-    """All run folders under run_dir; with latest_only, one run per (env, script, seed): the newest."""
+def load_runs(run_dir: str) -> list:
+    """The run folders under run_dir, one per (env, script, seed): the newest."""
     runs = {}
     for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
         path = os.path.join(run_dir, name)
@@ -70,7 +70,7 @@ def load_runs(run_dir: str, latest_only: bool = True) -> list:
         evaluation = json.load(open(eval_path)) if os.path.exists(eval_path) else None
         run = Run(path, env_id, script, int(seed), episodes["global_step"], episodes["episodic_return"],
                   episodes["wall_time"], evaluation)
-        key = (env_id, script, int(seed)) if latest_only else path
+        key = (env_id, script, int(seed))
         if key not in runs or stamp_of(runs[key]) < stamp_of(run):
             runs[key] = run
     return list(runs.values())
