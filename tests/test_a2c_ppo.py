@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import a2c
+import a3c
 import ppo
 from conftest import TIME_LIMIT
 
@@ -162,9 +163,10 @@ def test_gaussian_actor_uses_the_unclipped_sample_and_the_env_gets_it_clipped(mo
     assert np.abs(sent).max() == 2.0 and np.array_equal(sent, np.clip(actions.numpy(), -2, 2))
 
 
-def test_a2c_bound_mean_squashes_only_the_mean_into_the_bounds():
+@pytest.mark.parametrize("module", [a2c, a3c], ids=["a2c", "a3c"])
+def test_bound_mean_squashes_only_the_mean_into_the_bounds(module):
     torch.manual_seed(0)
-    actor = a2c.GaussianActor(obs_dim=3, action_dim=2, hidden_size=8, log_std_init=0.0)
+    actor = module.GaussianActor(obs_dim=3, action_dim=2, hidden_size=8, log_std_init=0.0)
     obs = torch.randn(50, 3) * 100  # large inputs: the raw mean network's output leaves the bounds
     with torch.no_grad():
         nn.init.normal_(actor.mean[-1].weight, std=10.0)
@@ -180,7 +182,7 @@ def test_a2c_bound_mean_squashes_only_the_mean_into_the_bounds():
         reference = torch.distributions.Normal(expected, 1.0).log_prob(actions).sum(-1)
         assert torch.allclose(log_probs, reference, atol=1e-5)
     assert set(actor.state_dict()) >= {"center", "half_width"}, "the bounds travel with the weights in model.pt"
-    unbounded = a2c.GaussianActor(obs_dim=3, action_dim=1, hidden_size=8, log_std_init=0.0)
+    unbounded = module.GaussianActor(obs_dim=3, action_dim=1, hidden_size=8, log_std_init=0.0)
     unbounded.bound_mean(np.array([-np.inf]), np.array([np.inf]))  # infinite bounds: left unbounded
     assert unbounded.center is None
 
