@@ -4,9 +4,14 @@ Each entry says how to train the script on a tiny budget (`tiny`: Args overrides
 default, an env whose action space it rejects and the scripts its error message must name.
 """
 
+import csv
+import glob
 import importlib
 import os
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -78,6 +83,33 @@ def tiny_args(script: Script, tmp_path, **overrides):
     settings = dict(script.tiny, run_dir=str(tmp_path), cuda=False)
     settings.update(overrides)
     return script.module().Args(**settings)
+
+
+def read_csv(path) -> list:
+    """The rows of a CSV file as dicts keyed by its header."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def interrupt_once_logging(command: list, cwd, env=None, episodes=4, timeout=90, before_interrupt=None):
+    """Start `command` in cwd, wait until its run folder's episodes.csv has `episodes` rows, call
+    before_interrupt() if given, send SIGINT (Ctrl-C) and wait for the exit. Returns (exit status, stdout,
+    stderr, episode rows logged before the interrupt). The process is killed whatever happens."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, logged = time.time() + timeout, []
+        while len(logged) < episodes and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            logs = glob.glob(os.path.join(cwd, "runs", "*", "episodes.csv"))
+            logged = read_csv(logs[0]) if logs else []
+        assert len(logged) >= episodes, "training never logged episodes"
+        if before_interrupt:
+            before_interrupt()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err, logged
 
 
 # ---------------------------------------------------------------------------------------------------

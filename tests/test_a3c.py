@@ -2,9 +2,7 @@
 crashing worker, Ctrl-C, and no process left behind. A3C's workers run asynchronously, so these tests check
 what holds whatever the interleaving, never exact returns."""
 
-import csv
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,8 +15,8 @@ import torch
 import torch.multiprocessing as mp
 
 import a3c
+from conftest import ROOT, interrupt_once_logging, read_csv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -136,11 +134,6 @@ def processes_with_marker(marker):
     return found
 
 
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_two_workers_write_one_log_and_leave_no_process(tmp_path):
     args = a3c.Args(total_timesteps=1_500, num_workers=2, num_steps=5, log_frequency=200, eval_episodes=1,
                     run_dir=str(tmp_path), cuda=False)
@@ -180,22 +173,15 @@ def test_a_crashing_worker_makes_the_script_exit_nonzero(tmp_path):
 
 def test_ctrl_c_stops_every_worker(tmp_path):
     marker = f"A3C_TEST_{uuid.uuid4().hex}"
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "a3c.py"), "--total-timesteps", "100000000",
-                             "--num-workers", "2", "--no-cuda"], cwd=tmp_path, env=dict(os.environ, **{marker: "1"}),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            logs = list((tmp_path / "runs").glob("*/episodes.csv")) if (tmp_path / "runs").exists() else []
-            if logs and len(logs[0].read_text().splitlines()) > 4:
-                break
+    command = [sys.executable, os.path.join(ROOT, "a3c.py"), "--total-timesteps", "100000000", "--num-workers", "2",
+               "--no-cuda"]
+
+    def all_running():
         assert len(processes_with_marker(marker)) >= 3, "the main process and its 2 workers should be running"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+
+    returncode, _, err, _ = interrupt_once_logging(command, cwd=tmp_path, env=dict(os.environ, **{marker: "1"}),
+                                                   timeout=120, before_interrupt=all_running)
+    assert returncode == 130, err
     assert "Traceback" not in err
     deadline = time.time() + 10  # the resource tracker notices its parent's exit and leaves
     while processes_with_marker(marker) and time.time() < deadline:
