@@ -6,11 +6,12 @@
     python plots/benchmark.py --summarize-only         # only the table, from the runs already there
 
 Runs go to `--run-dir` (default runs/benchmark), at most one training process per core, each with one torch
-thread. The table (also written to `--out`, default plots/results.md) gives per script and env: the final
-deterministic evaluation (mean ± std over seeds of each seed's eval mean), how many seeds reached the env's
-threshold in that evaluation, the median step and second at which the mean of the last 10 training returns
-first reached it, the wall time of a run (training and evaluation, from eval.json) and training steps per
-second. Then `python plots/plot.py --run-dir runs/benchmark` draws the curves.
+thread; a3c.py's runs (one worker process per core) go one at a time, after the others. The table (also
+written to `--out`, default plots/results.md) gives per script and env: the final deterministic evaluation
+(mean ± std over seeds of each seed's eval mean), how many seeds reached the env's threshold in that
+evaluation, the median step and second at which the mean of the last 10 training returns first reached it,
+the wall time of a run (training and evaluation, from eval.json) and training steps per second. Then
+`python plots/plot.py --run-dir runs/benchmark` draws the curves.
 """
 
 import argparse
@@ -35,6 +36,7 @@ TASKS = {
     "trpo": ["CartPole-v1", "Pendulum-v1"], "ppo": ["CartPole-v1", "Pendulum-v1"],
     "ddpg": ["Pendulum-v1"], "td3": ["Pendulum-v1"], "sac": ["Pendulum-v1"],
 }
+ALL_CORES = {"a3c"}  # its workers use every core: its runs go one at a time, after the others
 QUICK_STEPS = {"CartPole-v1": 10_000, "Pendulum-v1": 10_000}  # at least one rollout of every script
 
 
@@ -115,9 +117,12 @@ def main():
     if not options.summarize_only:
         jobs = [(script, env_id, seed) for script in options.scripts
                 for env_id in (options.envs or TASKS[script]) for seed in options.seeds]
-        print(f"training {len(jobs)} runs, {options.procs} at a time, into {options.run_dir}", flush=True)
+        alone = [job for job in jobs if job[0] in ALL_CORES]
+        print(f"training {len(jobs)} runs into {options.run_dir}: {len(jobs) - len(alone)} runs {options.procs} "
+              f"at a time, then {len(alone)} runs one at a time", flush=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.procs) as pool:
-            results = list(pool.map(lambda job: train_one(*job, options), jobs))
+            results = list(pool.map(lambda job: train_one(*job, options), [j for j in jobs if j not in alone]))
+        results += [train_one(*job, options) for job in alone]
         if any(code != 0 for code in results):
             print("some runs failed: see above", file=sys.stderr)
 
