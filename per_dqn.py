@@ -61,20 +61,22 @@ class Args:
     """write the trained weights to model.pt"""
 
     # The algorithm's settings. Defaults found on CartPole-v1 (seeds 1-5, 50k steps; README results): one
-    # gradient step every 2 env steps and a target copy every 250 steps learn fast and stay stable.
+    # gradient step of 256 transitions every 4 env steps and a target copy every 250 steps learn fast and stay
+    # stable. On a CPU a gradient step costs about the same for 64 or 256 transitions (the time goes to
+    # launching the small operations), so fewer, larger steps make the run about twice as fast.
     learning_rate: float = 1e-3
     """Adam step size α"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 64
+    batch_size: int = 256
     """transitions per mini-batch (DQN-2)"""
     hidden_size: int = 128
     """units in each of the two hidden layers"""
     learning_starts: int = 1_000
     """environment steps of random play before learning starts"""
-    train_frequency: int = 2
+    train_frequency: int = 4
     """environment steps between two gradient steps"""
     target_network_frequency: int = 250
     """environment steps between two copies of φ into φ' (DQN-5)"""
