@@ -79,7 +79,8 @@ def main():
     if not groups:
         sys.exit(f"plot.py: error: no run folders under {options.run_dir!r}")
     os.makedirs(options.out, exist_ok=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # matplotlib's ten default colors and black: one color per script for all eleven, the same in every figure
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"] + ["black"]
     scripts = sorted({script for _, script in groups})
     color_of = {script: colors[i % len(colors)] for i, script in enumerate(scripts)}
 
