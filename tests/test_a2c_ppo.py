@@ -1,5 +1,6 @@
 """The math of a2c.py and ppo.py: GAE with terminated against truncated steps, the vector-env loop's final
-observations and masks, log-probabilities, the clipped objective, normalization saved with the model."""
+observations and masks, log-probabilities, the clipped objective, normalization saved with the model, and
+the Gaussian mean kept inside the action bounds (a2c.py and a3c.py)."""
 
 import json
 import os
