@@ -117,11 +117,12 @@ def main():
     if not options.summarize_only:
         jobs = [(script, env_id, seed) for script in options.scripts
                 for env_id in (options.envs or TASKS[script]) for seed in options.seeds]
+        pooled = [job for job in jobs if job[0] not in ALL_CORES]
         alone = [job for job in jobs if job[0] in ALL_CORES]
-        print(f"training {len(jobs)} runs into {options.run_dir}: {len(jobs) - len(alone)} runs {options.procs} "
+        print(f"training {len(jobs)} runs into {options.run_dir}: {len(pooled)} runs {options.procs} "
               f"at a time, then {len(alone)} runs one at a time", flush=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.procs) as pool:
-            results = list(pool.map(lambda job: train_one(*job, options), [j for j in jobs if j not in alone]))
+            results = list(pool.map(lambda job: train_one(*job, options), pooled))
         results += [train_one(*job, options) for job in alone]
         if any(code != 0 for code in results):
             print("some runs failed: see above", file=sys.stderr)

@@ -30,18 +30,21 @@ def assert_one_line_error(result, *words):
         assert word in lines[0], lines[0]
 
 
+def csv_header(path) -> list:
+    with open(path) as f:
+        return f.readline().strip().split(",")
+
+
 def check_run_folder(run_dir, args, summary, interrupted=False):
     """The files every run writes, with the conventions' columns."""
     assert json.load(open(os.path.join(run_dir, "args.json")))["seed"] == args.seed
-    with open(os.path.join(run_dir, "episodes.csv")) as f:
-        assert f.readline().strip().split(",") == EPISODE_COLUMNS
+    assert csv_header(os.path.join(run_dir, "episodes.csv")) == EPISODE_COLUMNS
     episodes = read_csv(os.path.join(run_dir, "episodes.csv"))
     assert episodes, "no training episode was logged"
     steps = [int(row["global_step"]) for row in episodes]
     assert steps == sorted(steps) and steps[-1] <= summary["global_step"]
     assert all(math.isfinite(float(row["episodic_return"])) for row in episodes)
-    with open(os.path.join(run_dir, "metrics.csv")) as f:
-        header = f.readline().strip().split(",")
+    header = csv_header(os.path.join(run_dir, "metrics.csv"))
     assert header[0] == "global_step" and len(header) >= 2
     if not interrupted:
         metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
