@@ -48,18 +48,18 @@ SCRIPTS = [
     *(Script(name, DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY)
       for name in ("double_dqn", "dueling_dqn", "per_dqn")),
     # a2c.py and ppo.py take Discrete and Box actions, every action space of the default gymnasium registry,
-    # so they are shown a MultiDiscrete env registered below, reached by gymnasium's "module:EnvName-v0" id
+    # so they are shown a MultiDiscrete env registered below (in-process: importing this file registers it)
     Script("a2c", dict(total_timesteps=512, num_envs=2, num_steps=8, log_frequency=128, eval_episodes=2),
-           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+           wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     Script("ppo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
                        log_frequency=128, eval_episodes=2),
-           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+           wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     # trpo.py and a3c.py take Discrete and Box actions too; a3c.py's 2 worker processes are not bit-reproducible
     Script("trpo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
                         log_frequency=128, eval_episodes=2),
-           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
+           wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     Script("a3c", dict(total_timesteps=600, num_workers=2, num_steps=5, log_frequency=100, eval_episodes=2),
-           wrong_env="tests.conftest:CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"],
+           wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"],
            deterministic=False),
     # ddpg.py, td3.py, sac.py: 600 Pendulum steps are 3 episodes, the last 150 with a gradient step each
     *(Script(name, dict(total_timesteps=600, learning_starts=450, batch_size=16, buffer_size=1_000, hidden_size=16,
@@ -156,8 +156,8 @@ for _continuous in (False, True):
 
 class CountMultiDiscreteEnv(CountEnv):
     """CountEnv with MultiDiscrete actions, which no script here handles. Scripts that take both Discrete and
-    Box actions (a2c.py, ppo.py) reject it; the CLI test reaches it as "tests.conftest:CountMultiDiscrete-v0"
-    (gymnasium's module:id form: the script imports this file, which registers the env)."""
+    Box actions (a2c.py, ppo.py, trpo.py, a3c.py) reject it; test_wrong_action_space trains in-process, where
+    importing this file has registered the env."""
 
     def __init__(self):
         super().__init__()
