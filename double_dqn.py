@@ -1,17 +1,24 @@
 """Double DQN: DQN whose target lets the online network choose a' and the target network evaluate it.
 
 Paper: van Hasselt, Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016
-(arXiv 1509.06461, 2015). Lecture 7, "Variant: Double DQN" slides; steps from lecture/PSEUDOCODE.md:
-  DQN-1  act ε-greedily on Q_φ, store (s, a, r, s', terminated) in the buffer B
-  DQN-2  sample a mini-batch from B uniformly
-  DDQN-3 y = r + γ (1 − terminated) Q_φ'(s', argmax_a' Q_φ(s', a')): the online network Q_φ chooses a',
-         the target network Q_φ' evaluates it, no gradient through y
+(arXiv 1509.06461, 2015). Lecture 7, "Variant: Double DQN".
+
+The lecture's steps, as labelled in the code below:
+  DQN-1  act ε-greedily on Q_φ and store the transition (s, a, r, s', terminated) in the replay buffer B
+  DQN-2  sample a mini-batch from B uniformly: consecutive steps are correlated, a random batch is not
+  DDQN-3 targets y = r + γ (1 − terminated) Q_φ'(s', argmax_a' Q_φ(s', a')): the online network Q_φ chooses
+         a', the target network Q_φ' evaluates it, with no gradient through y. DQN's max picks the action
+         whose noisy estimate happens to be highest and so over-estimates; choosing with one network and
+         evaluating with the other removes most of that bias
   DQN-4  one gradient step on the loss between Q_φ(s, a) and y
   DQN-5  copy φ into φ' every `target_network_frequency` steps
-Everything but DDQN-3 is dqn.py: `diff dqn.py double_dqn.py` shows the change. The max in DQN's target picks
-the action whose noisy estimate happens to be highest and so over-estimates; choosing with one network and
-evaluating with another removes most of that bias. metrics.csv logs q_mean, the mean Q_φ(s, a) of the
-batches, to compare with dqn.py's (the lecture's "value estimation" slide).
+
+Everything but DDQN-3 is DQN's (dqn.py): `diff dqn.py double_dqn.py` shows the change. metrics.csv logs
+q_mean, the mean Q_φ(s, a) of the batches, to compare with DQN's (the lecture's "value estimation" slide).
+
+Reading order: the settings (Args), the network, the buffer and the update, then train(), the loop that
+calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder, logs, errors,
+evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python double_dqn.py                       # CartPole-v1, 50k steps
@@ -58,23 +65,19 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
 
-    # The algorithm's settings. Defaults found on CartPole-v1 (seeds 1-5, 50k steps; README results): one
-    # gradient step of 256 transitions every 4 env steps and a target copy every 250 steps learn fast and stay
-    # stable. On a CPU a gradient step costs about the same for 64 or 256 transitions (the time goes to
-    # launching the small operations), so fewer, larger steps make the run about 1.5 times as fast.
     learning_rate: float = 1e-3
     """Adam step size α"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 256
+    batch_size: int = 256  # a CPU takes about as long for 256 transitions as for 64: fewer, larger steps
     """transitions per mini-batch (DQN-2)"""
     hidden_size: int = 128
     """units in each of the two hidden layers"""
     learning_starts: int = 1_000
     """environment steps of random play before learning starts"""
-    train_frequency: int = 4
+    train_frequency: int = 4  # with batch 256: as stable as 64 every 2 steps, and 1.5 times as fast on a CPU
     """environment steps between two gradient steps"""
     target_network_frequency: int = 250
     """environment steps between two copies of φ into φ' (DQN-5)"""
@@ -89,7 +92,7 @@ class Args:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The Q-network and the replay buffer
+# The Q-network, the replay buffer and the update
 # ---------------------------------------------------------------------------------------------------
 class QNetwork(nn.Module):
     """Q_φ(s, ·): one output per action."""
@@ -132,6 +135,10 @@ class ReplayBuffer:
         )
 
 
+def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
+    return start + min(t / duration, 1.0) * (end - start)
+
+
 @torch.no_grad()
 def td_target(q_network, target_network, rewards, next_obs, terminated, gamma):
     """DDQN-3: y = r + γ (1 − terminated) Q_φ'(s', argmax_a' Q_φ(s', a')); no gradient flows into y."""
@@ -140,28 +147,75 @@ def td_target(q_network, target_network, rewards, next_obs, terminated, gamma):
     return rewards + gamma * (1.0 - terminated) * next_q
 
 
+def update(q_network, target_network, optimizer, batch, gamma: float):
+    """DDQN-3 and DQN-4 on one mini-batch; returns the loss and Q_φ(s, a)."""
+    obs, actions, rewards, next_obs, terminated = batch
+    y = td_target(q_network, target_network, rewards, next_obs, terminated, gamma)
+    # DQN-4: gradient step on the Huber loss between Q_φ(s, a) and y. Huber is MSE for |error| < 1 and grows
+    # linearly beyond, so rare large TD errors cannot blow up a step.
+    q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+    loss = F.smooth_l1_loss(q_values, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss, q_values
+
+
 # ---------------------------------------------------------------------------------------------------
-# Helpers: checking the settings, the run folder, evaluation
+# Training
 # ---------------------------------------------------------------------------------------------------
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    check_args(args, env)
+    seed_everything(args.seed, args)
+    rng = np.random.default_rng(args.seed)  # ε draws and mini-batch indices
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
+    q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
+    target_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
+    target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    buffer = ReplayBuffer(args.buffer_size, obs_dim)
+    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))  # ε decays over these
+
+    @torch.no_grad()
+    def greedy(obs) -> int:
+        return int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
+
+    with Run(args, env, device, args.total_timesteps, ["td_loss", "q_mean", "epsilon"]) as run:
+        run.save(q_network=q_network)
+        obs, _ = env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        for global_step in range(1, args.total_timesteps + 1):
+            # DQN-1: ε-greedy action on Q_φ, observe (s, a, r, s'), add it to B
+            epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
+            action = env.action_space.sample() if rng.random() < epsilon else greedy(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
+            # so DDQN-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            buffer.add(obs, action, reward, next_obs, terminated)
+            run.rewards(global_step, reward, terminated or truncated)
+            obs = env.reset()[0] if terminated or truncated else next_obs
+
+            if global_step > args.learning_starts and global_step % args.train_frequency == 0:
+                # DQN-2: sample a mini-batch from B uniformly
+                batch = buffer.sample(args.batch_size, rng, device)
+                # DDQN-3 and DQN-4: a' chosen by Q_φ, evaluated by Q_φ'; one gradient step towards y
+                td_loss, q_values = update(q_network, target_network, optimizer, batch, args.gamma)
+                if global_step % args.log_frequency == 0:
+                    run.log(global_step, td_loss.item(), q_values.mean().item(), epsilon)
+
+            # DQN-5: copy φ into φ' every N steps
+            if global_step % args.target_network_frequency == 0:
+                target_network.load_state_dict(q_network.state_dict())
+        return run.evaluate(global_step, greedy)
 
 
-def fail(message: str):
-    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def make_env(env_id: str) -> gym.Env:
-    if env_id not in gym.envs.registry:
-        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
-        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    try:
-        return gym.make(env_id)
-    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
-        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
-
-
+# ===================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
+# the logs, the evaluation and Ctrl-C out of train().
+# ===================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, gym.spaces.Discrete):
         fail(f"{SCRIPT}.py needs Discrete actions, and {args.env_id} has {type(env.action_space).__name__} "
@@ -187,15 +241,35 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
-def make_run_folder(args: Args) -> str:
-    stamp = int(time.time())
-    path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
-    suffix = 1
-    while os.path.exists(path):  # two runs started in the same second
-        suffix += 1
-        path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
-    os.makedirs(path)
-    return path
+# ---------------------------------------------------------------------------------------------------
+# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def seed_everything(seed: int, args):
+    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
 
 
 def write_atomically(path: str, write):
@@ -212,21 +286,17 @@ def write_json(path: str, data: dict):
     write_atomically(path, dump)
 
 
-def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
-    return start + min(t / duration, 1.0) * (end - start)
-
-
 @torch.no_grad()
-def evaluate(q_network: QNetwork, args: Args, device: torch.device) -> list:
-    """Greedy policy on a fresh environment, seeded apart from the training one."""
+def evaluate(policy, args) -> list:
+    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
+    environment, seeded apart from the training one."""
     env = gym.make(args.env_id)
     returns = []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=args.seed + 10_000 + episode)
         done, episode_return = False, 0.0
         while not done:
-            q = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device))
-            obs, reward, terminated, truncated, _ = env.step(int(q.argmax()))
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -234,116 +304,107 @@ def evaluate(q_network: QNetwork, args: Args, device: torch.device) -> list:
     return returns
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------------
-def train(args: Args) -> dict:
-    env = make_env(args.env_id)
-    check_args(args, env)
+class Run:
+    """One training run's folder, {run_dir}/{env_id}__{script}__{seed}__{unix time}/, and what goes into it:
+    args.json, episodes.csv (one row per finished training episode), metrics.csv (the algorithm's scalars),
+    eval.json and model.pt. Used as `with Run(...) as run:` around the training loop. However the loop ends
+    (Ctrl-C included), the files are closed, the environment too, and the parts given to save() are written
+    to model.pt. A progress line is printed at most every 2 seconds."""
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    rng = np.random.default_rng(args.seed)  # ε draws and mini-batch indices
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        stamp = int(time.time())
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+        suffix = 1
+        while os.path.exists(self.dir):  # two runs started in the same second
+            suffix += 1
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+        os.makedirs(self.dir)
+        write_json(os.path.join(self.dir, "args.json"), asdict(args))
+        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
+        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
+        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
+        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+        self.metrics_log.writerow(["global_step", *metric_names])
+        self.returns = self.lengths = None  # of the episodes under way, one per environment
+        self.recent_returns = deque(maxlen=10)
+        self.global_step = self.printed_step = 0
+        self.start_time = self.printed_time = time.time()
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
 
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
-    target_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
-    target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
-    buffer = ReplayBuffer(args.buffer_size, obs_dim)
+    def __enter__(self):
+        return self
 
-    run_dir = make_run_folder(args)
-    write_json(os.path.join(run_dir, "args.json"), asdict(args))
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
-    metrics_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="")
-    episodes_log, metrics_log = csv.writer(episodes_file), csv.writer(metrics_file)
-    episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
-    metrics_log.writerow(["global_step", "td_loss", "q_mean", "epsilon"])
-    print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {args.total_timesteps:,} steps, device {device}")
+    def __exit__(self, kind, error, trace):
+        if kind is KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
+        self.episodes_file.close()
+        self.metrics_file.close()
+        if self.env is not None:
+            self.env.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(args=asdict(self.args), global_step=self.global_step)
+            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {self.dir}")
+        return False  # an exception, Ctrl-C included, goes on up
 
-    start_time = last_print = time.time()
-    recent_returns = deque(maxlen=10)
-    td_loss = q_mean = float("nan")
-    global_step, episode_return, episode_length = 0, 0.0, 0
-    obs, _ = env.reset(seed=args.seed)
-    env.action_space.seed(args.seed)
-    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))  # ε decays over these
-    try:
-        for global_step in range(1, args.total_timesteps + 1):
-            # DQN-1: ε-greedy action on Q_φ, observe (s, a, r, s'), add it to B
-            epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
-            if rng.random() < epsilon:
-                action = env.action_space.sample()
-            else:
-                with torch.no_grad():
-                    action = int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so DDQN-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
-            buffer.add(obs, action, reward, next_obs, terminated)
-            episode_return += float(reward)
-            episode_length += 1
-            obs = next_obs
-            if terminated or truncated:
-                episodes_log.writerow([global_step, episode_return, episode_length, round(time.time() - start_time, 3)])
-                episodes_file.flush()
-                recent_returns.append(episode_return)
-                obs, _ = env.reset()
-                episode_return, episode_length = 0.0, 0
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
 
-            if global_step > args.learning_starts and global_step % args.train_frequency == 0:
-                # DQN-2: sample a mini-batch from B uniformly
-                b_obs, b_actions, b_rewards, b_next_obs, b_terminated = buffer.sample(args.batch_size, rng, device)
-                # DDQN-3: a' chosen by the online network, evaluated by the target network, without gradient
-                y = td_target(q_network, target_network, b_rewards, b_next_obs, b_terminated, args.gamma)
-                # DQN-4: gradient step on the Huber loss between Q_φ(s, a) and y. Huber is MSE for
-                # |error| < 1 and grows linearly beyond, so rare large TD errors cannot blow up a step.
-                q_values = q_network(b_obs).gather(1, b_actions.unsqueeze(1)).squeeze(1)
-                loss = F.smooth_l1_loss(q_values, y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if global_step % args.log_frequency == 0:
-                    td_loss, q_mean = loss.item(), q_values.mean().item()
-                    metrics_log.writerow([global_step, td_loss, q_mean, epsilon])
-                    metrics_file.flush()
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
+                                    round(time.time() - self.start_time, 3)])
+        self.recent_returns.append(episodic_return)
 
-            # DQN-5: copy φ into φ' every N steps
-            if global_step % args.target_network_frequency == 0:
-                target_network.load_state_dict(q_network.state_dict())
+    def rewards(self, global_step: int, rewards, dones):
+        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
+        log the episodes that ended (dones), and print the progress line when it is due."""
+        if self.returns is None:
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+        self.returns += rewards
+        self.lengths += 1
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            self.episode(global_step, self.returns[i], self.lengths[i])
+            self.returns[i], self.lengths[i] = 0.0, 0
+        if len(ended):
+            self.episodes_file.flush()
+        self.progress(global_step)
 
-            if time.time() - last_print > 2:
-                last_print = time.time()
-                mean_return = np.mean(recent_returns) if recent_returns else float("nan")
-                print(f"step {global_step:>8,} | return (last 10) {mean_return:8.1f} | ε {epsilon:.3f} | "
-                      f"loss {td_loss:.4f} | {global_step / (last_print - start_time):,.0f} steps/s")
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {global_step:,}: saving the model and the logs so far")
-        raise
-    else:
-        sps = global_step / (time.time() - start_time)
-        returns = evaluate(q_network, args, device) if args.eval_episodes > 0 else []
+    def log(self, global_step: int, *metrics):
+        """One row of metrics.csv, in the order of the metric names given to Run."""
+        self.metrics_log.writerow([global_step, *metrics])
+        self.metrics_file.flush()
+
+    def progress(self, global_step: int):
+        self.global_step = global_step
+        now = time.time()
+        if now - self.printed_time < 2:
+            return
+        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
+        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
+              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+        self.printed_step, self.printed_time = global_step, now
+
+    def evaluate(self, global_step: int, policy) -> dict:
+        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
+        self.global_step = global_step
+        sps = global_step / (time.time() - self.start_time)
+        returns = evaluate(policy, self.args) if self.args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
                    "returns": returns, "episodes": len(returns), "global_step": global_step,
-                   "sps": sps, "wall_time": time.time() - start_time}
-        write_json(os.path.join(run_dir, "eval.json"), summary)
+                   "sps": sps, "wall_time": time.time() - self.start_time}
+        write_json(os.path.join(self.dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
               f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
-    finally:
-        episodes_file.close()
-        metrics_file.close()
-        env.close()
-        if args.save_model:
-            model = {"q_network": q_network.state_dict(), "args": asdict(args), "global_step": global_step}
-            write_atomically(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(model, tmp))
-        print(f"run folder: {run_dir}")
-    return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
-            "sps": sps, "run_dir": run_dir}
+        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+                "sps": sps, "run_dir": self.dir}
 
 
 if __name__ == "__main__":
