@@ -2,17 +2,28 @@
 
 Papers: Haarnoja et al., "Soft Actor-Critic: Off-Policy Maximum Entropy Deep Reinforcement Learning with a
 Stochastic Actor", ICML 2018; automatic α: Haarnoja et al., "Soft Actor-Critic Algorithms and Applications",
-2018 (2018b). Lecture 7, "SAC (Soft Actor Critic)" slides and "Algorithm 1 Soft Actor-Critic"; steps from
-lecture/PSEUDOCODE.md:
-  SAC-1  stochastic actor: a Gaussian squashed by tanh and scaled to the bounds; twin critics, their targets
-  SAC-2  y = r + γ (1 − terminated) (min_i Q_φ'_i(s', ã') − α log π_θ(ã'|s')), ã' ~ π_θ(·|s'), no gradient
-  SAC-3  each Q_φi regresses on y
-  SAC-4  actor: maximize min_i Q_φi(s, ã_θ(s)) − α log π_θ(ã_θ(s)|s), ã_θ(s) reparameterized
-  SAC-5  soft target updates φ' ← τφ + (1 − τ)φ' (the slides' ρ is 1 − τ)
-  SAC-6  tune α toward the target entropy −dim(A) (on by default; --no-autotune keeps α fixed)
+2018 (2018b). Lecture 7, "SAC (Soft Actor Critic)" slides and "Algorithm 1 Soft Actor-Critic".
+
+The lecture's steps, as labelled in the code below:
+  SAC-1  a stochastic actor π_θ(·|s), a Gaussian squashed by tanh and scaled to the bounds; twin critics
+         Q_φ1, Q_φ2 and their target copies φ'. Its own samples explore, so no noise is added
+  SAC-2  targets y = r + γ (1 − terminated) (min_i Q_φ'_i(s', ã') − α log π_θ(ã'|s')), ã' ~ π_θ(·|s'), with
+         no gradient through y: the value of s' includes the entropy still to come, the smaller critic (as
+         in TD3) counters overestimation
+  SAC-3  each Q_φi regresses on y: one gradient step on MSE(Q_φ1(s, a), y) + MSE(Q_φ2(s, a), y)
+  SAC-4  actor: maximize min_i Q_φi(s, ã_θ(s)) − α log π_θ(ã_θ(s)|s), ã_θ(s) reparameterized (ã = f_θ(s, ε)
+         with noise ε, so the gradient flows through the sample): high value and high entropy at once
+  SAC-5  soft target updates φ' ← τφ + (1 − τ)φ' (the slides' ρ is 1 − τ): the targets trail slowly
+  SAC-6  tune α toward the target entropy −dim(A) (on by default; --no-autotune keeps α fixed): α trades
+         reward against entropy, and a fixed α suits one reward scale only
 Compared with td3.py: a sampled action instead of added noise, an entropy term in the target and in the actor
 loss, no target actor, and the actor updated at every step.
 Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
+
+Reading order: the settings (Args), the networks, the buffer and the updates (update_critic, update_actor,
+update_alpha, soft_update), then train(), the loop that calls them step by step. Everything under
+"Bookkeeping" at the bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first
+reading.
 
 Run:
   python sac.py                               # Pendulum-v1, 10k steps
@@ -62,10 +73,7 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
 
-    # Defaults for Pendulum-v1: lr 1e-3, automatic α, τ 0.005 and one gradient step per environment step as in
-    # the RL Baselines3 Zoo (hyperparams/sac.yml); γ 0.98 and buffer 200k from its ddpg/td3 entries. For speed
-    # on a CPU, smaller networks (64-64, the Zoo has 256-256), batch 128 (256), 5k random steps first and 10k
-    # steps in all (20k): 5,000 gradient steps, which learned Pendulum-v1 on seeds 1-5 in our runs.
+    # The RL Baselines3 Zoo's Pendulum-v1 settings (γ and buffer from its TD3 entry), smaller for a CPU.
     learning_rate: float = 1e-3
     """Adam step size of the actor, of the critics and of log α"""
     buffer_size: int = 200_000
@@ -89,7 +97,7 @@ class Args:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The actor, the critic and the replay buffer
+# The actor, the critic, the replay buffer and the updates
 # ---------------------------------------------------------------------------------------------------
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # bounds of log σ, as in the authors' implementation
 
@@ -197,6 +205,42 @@ def alpha_loss(log_alpha, log_prob, target_entropy):
     return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
 
 
+def update_critic(critic, critic_optimizer, actor, critic_target, batch, gamma: float, alpha):
+    """SAC-2 and SAC-3 on one mini-batch: one gradient step on MSE(Q_φ1(s, a), y) + MSE(Q_φ2(s, a), y), both
+    critics on the same y; returns the loss and Q_φ1(s, a)."""
+    obs, actions, rewards, next_obs, terminated = batch
+    y = td_target(actor, critic_target, rewards, next_obs, terminated, gamma, alpha)
+    q1_values, q2_values = critic(obs, actions)
+    critic_loss = F.mse_loss(q1_values, y) + F.mse_loss(q2_values, y)
+    critic_optimizer.zero_grad()
+    critic_loss.backward()
+    critic_optimizer.step()
+    return critic_loss, q1_values
+
+
+def update_actor(actor, actor_optimizer, critic, batch, alpha):
+    """SAC-4 on one mini-batch: one gradient step on mean(α log π_θ(ã|s) − min_i Q_φi(s, ã)), ã ~ π_θ(·|s)
+    reparameterized; returns the loss and log π_θ(ã|s). The critic module gets gradients too, but only the
+    actor's optimizer steps."""
+    obs = batch[0]
+    actions, log_prob = actor(obs)
+    actor_loss = (alpha * log_prob - torch.min(*critic(obs, actions))).mean()
+    actor_optimizer.zero_grad()
+    actor_loss.backward()
+    actor_optimizer.step()
+    return actor_loss, log_prob
+
+
+def update_alpha(log_alpha, alpha_optimizer, log_prob, target_entropy: float):
+    """SAC-6: one gradient step on J(α) with the log-probabilities of the actor step; returns the new
+    α = exp(log α), without gradient."""
+    loss_alpha = alpha_loss(log_alpha, log_prob, target_entropy)
+    alpha_optimizer.zero_grad()
+    loss_alpha.backward()
+    alpha_optimizer.step()
+    return log_alpha.detach().exp()
+
+
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float):
     """SAC-5: φ' ← τφ + (1 − τ)φ' for every parameter; lerp_ computes exactly φ' + τ(φ − φ')."""
@@ -205,27 +249,77 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Helpers: checking the settings, the run folder, evaluation
+# Training
 # ---------------------------------------------------------------------------------------------------
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    check_args(args, env)
+    seed_everything(args.seed, args)
+    rng = np.random.default_rng(args.seed)  # mini-batch indices
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    # SAC-1: stochastic actor π_θ, twin critics Q_φ1, Q_φ2 and their target copies φ' ← φ (no target actor)
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    actor = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
+    critic = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
+    critic_target = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
+    critic_target.load_state_dict(critic.state_dict())
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)  # both critics
+    # SAC-6: α = exp(log α) stays positive; the target entropy −dim(A) is the heuristic of Haarnoja et al. 2018b
+    log_alpha = torch.tensor([math.log(args.alpha)], device=device, requires_grad=args.autotune)
+    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.learning_rate, fused=True)
+    target_entropy, alpha = -float(action_dim), log_alpha.detach().exp()
+    buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
+
+    @torch.no_grad()
+    def policy(obs) -> np.ndarray:  # the squashed mean action, no sampling: the evaluated policy
+        return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+
+    @torch.no_grad()
+    def sample_action(obs) -> np.ndarray:  # a ~ π_θ(·|s): the exploring policy
+        return actor(torch.as_tensor(obs, dtype=torch.float32, device=device))[0].cpu().numpy()
+
+    with Run(args, env, device, args.total_timesteps,
+             ["critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]) as run:
+        run.save(actor=actor, critic=critic, log_alpha=log_alpha)
+        obs, _ = env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        for global_step in range(1, args.total_timesteps + 1):
+            # random actions first, then a ~ π_θ(·|s): the policy's own randomness explores; store in B
+            if global_step <= args.learning_starts:
+                action = env.action_space.sample()
+            else:
+                action = sample_action(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
+            # so SAC-2 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            buffer.add(obs, action, reward, next_obs, terminated)
+            run.rewards(global_step, reward, terminated or truncated)
+            obs = env.reset()[0] if terminated or truncated else next_obs
+
+            if global_step > args.learning_starts:
+                batch = buffer.sample(args.batch_size, rng, device)
+                # SAC-2 and SAC-3: entropy-regularized targets without gradient; both critics regress on them
+                critic_loss, q_values = update_critic(critic, critic_optimizer, actor, critic_target, batch,
+                                                      args.gamma, alpha)
+                # SAC-4: maximize min_i Q_φi(s, ã) − α log π_θ(ã|s) through a reparameterized ã
+                actor_loss, log_prob = update_actor(actor, actor_optimizer, critic, batch, alpha)
+                # SAC-6: one step on J(α) with the log-probabilities of the actor step
+                if args.autotune:
+                    alpha = update_alpha(log_alpha, alpha_optimizer, log_prob, target_entropy)
+                # SAC-5: the target critics slowly track the learned ones
+                soft_update(critic_target, critic, args.tau)
+                if global_step % args.log_frequency == 0:
+                    run.log(global_step, critic_loss.item(), actor_loss.item(), q_values.mean().item(),
+                            alpha.item(), -log_prob.mean().item())
+        return run.evaluate(global_step, policy)
 
 
-def fail(message: str):
-    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def make_env(env_id: str) -> gym.Env:
-    if env_id not in gym.envs.registry:
-        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
-        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    try:
-        return gym.make(env_id)
-    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
-        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
-
-
+# ===================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
+# the logs, the evaluation and Ctrl-C out of train().
+# ===================================================================================================
 def check_args(args: Args, env: gym.Env):
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
@@ -253,15 +347,35 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
-def make_run_folder(args: Args) -> str:
-    stamp = int(time.time())
-    path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
-    suffix = 1
-    while os.path.exists(path):  # two runs started in the same second
-        suffix += 1
-        path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
-    os.makedirs(path)
-    return path
+# ---------------------------------------------------------------------------------------------------
+# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def seed_everything(seed: int, args):
+    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
 
 
 def write_atomically(path: str, write):
@@ -279,16 +393,16 @@ def write_json(path: str, data: dict):
 
 
 @torch.no_grad()
-def evaluate(actor: Actor, args: Args, device: torch.device) -> list:
-    """Deterministic policy (the squashed mean) on a fresh environment seeded apart from the training one."""
+def evaluate(policy, args) -> list:
+    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
+    environment, seeded apart from the training one."""
     env = gym.make(args.env_id)
     returns = []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=args.seed + 10_000 + episode)
         done, episode_return = False, 0.0
         while not done:
-            action = actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -296,139 +410,107 @@ def evaluate(actor: Actor, args: Args, device: torch.device) -> list:
     return returns
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------------
-def train(args: Args) -> dict:
-    env = make_env(args.env_id)
-    check_args(args, env)
+class Run:
+    """One training run's folder, {run_dir}/{env_id}__{script}__{seed}__{unix time}/, and what goes into it:
+    args.json, episodes.csv (one row per finished training episode), metrics.csv (the algorithm's scalars),
+    eval.json and model.pt. Used as `with Run(...) as run:` around the training loop. However the loop ends
+    (Ctrl-C included), the files are closed, the environment too, and the parts given to save() are written
+    to model.pt. A progress line is printed at most every 2 seconds."""
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    rng = np.random.default_rng(args.seed)  # mini-batch indices
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        stamp = int(time.time())
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+        suffix = 1
+        while os.path.exists(self.dir):  # two runs started in the same second
+            suffix += 1
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+        os.makedirs(self.dir)
+        write_json(os.path.join(self.dir, "args.json"), asdict(args))
+        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
+        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
+        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
+        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+        self.metrics_log.writerow(["global_step", *metric_names])
+        self.returns = self.lengths = None  # of the episodes under way, one per environment
+        self.recent_returns = deque(maxlen=10)
+        self.global_step = self.printed_step = 0
+        self.start_time = self.printed_time = time.time()
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
 
-    # SAC-1: stochastic actor π_θ, twin critics Q_φ1, Q_φ2 and their target copies φ' ← φ (no target actor)
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    actor = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
-    critic = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
-    critic_target = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
-    critic_target.load_state_dict(critic.state_dict())
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
-    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)  # both critics
-    # SAC-6: α = exp(log α) stays positive; the target entropy −dim(A) is the heuristic of Haarnoja et al. 2018b
-    log_alpha = torch.tensor([math.log(args.alpha)], device=device, requires_grad=args.autotune)
-    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.learning_rate, fused=True)
-    target_entropy = -float(action_dim)
-    alpha = log_alpha.detach().exp()
-    buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
+    def __enter__(self):
+        return self
 
-    run_dir = make_run_folder(args)
-    write_json(os.path.join(run_dir, "args.json"), asdict(args))
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
-    metrics_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="")
-    episodes_log, metrics_log = csv.writer(episodes_file), csv.writer(metrics_file)
-    episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
-    metrics_log.writerow(["global_step", "critic_loss", "actor_loss", "q_mean", "alpha", "entropy"])
-    print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {args.total_timesteps:,} steps, device {device}")
+    def __exit__(self, kind, error, trace):
+        if kind is KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
+        self.episodes_file.close()
+        self.metrics_file.close()
+        if self.env is not None:
+            self.env.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(args=asdict(self.args), global_step=self.global_step)
+            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {self.dir}")
+        return False  # an exception, Ctrl-C included, goes on up
 
-    start_time = last_print = time.time()
-    recent_returns = deque(maxlen=10)
-    critic_loss_value = float("nan")
-    global_step, episode_return, episode_length = 0, 0.0, 0
-    obs, _ = env.reset(seed=args.seed)
-    env.action_space.seed(args.seed)
-    try:
-        for global_step in range(1, args.total_timesteps + 1):
-            # random actions first, then a ~ π_θ(·|s): the policy's own randomness explores; store in B
-            if global_step <= args.learning_starts:
-                action = env.action_space.sample()
-            else:
-                with torch.no_grad():
-                    action, _ = actor(torch.as_tensor(obs, dtype=torch.float32, device=device))
-                action = action.cpu().numpy()
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so SAC-2 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
-            buffer.add(obs, action, reward, next_obs, terminated)
-            episode_return += float(reward)
-            episode_length += 1
-            obs = next_obs
-            if terminated or truncated:
-                episodes_log.writerow([global_step, episode_return, episode_length, round(time.time() - start_time, 3)])
-                episodes_file.flush()
-                recent_returns.append(episode_return)
-                obs, _ = env.reset()
-                episode_return, episode_length = 0.0, 0
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
 
-            if global_step > args.learning_starts:
-                b_obs, b_actions, b_rewards, b_next_obs, b_terminated = buffer.sample(args.batch_size, rng, device)
-                # SAC-2: entropy-regularized targets from the smaller target critic, without gradient
-                y = td_target(actor, critic_target, b_rewards, b_next_obs, b_terminated, args.gamma, alpha)
-                # SAC-3: both critics regress on the same y
-                q1_values, q2_values = critic(b_obs, b_actions)
-                critic_loss = F.mse_loss(q1_values, y) + F.mse_loss(q2_values, y)
-                critic_optimizer.zero_grad()
-                critic_loss.backward()
-                critic_optimizer.step()
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
+                                    round(time.time() - self.start_time, 3)])
+        self.recent_returns.append(episodic_return)
 
-                # SAC-4: maximize min_i Q_φi(s, ã) − α log π_θ(ã|s) through a reparameterized ã;
-                # only the actor's optimizer steps here
-                actions, log_prob = actor(b_obs)
-                actor_loss = (alpha * log_prob - torch.min(*critic(b_obs, actions))).mean()
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                actor_optimizer.step()
+    def rewards(self, global_step: int, rewards, dones):
+        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
+        log the episodes that ended (dones), and print the progress line when it is due."""
+        if self.returns is None:
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+        self.returns += rewards
+        self.lengths += 1
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            self.episode(global_step, self.returns[i], self.lengths[i])
+            self.returns[i], self.lengths[i] = 0.0, 0
+        if len(ended):
+            self.episodes_file.flush()
+        self.progress(global_step)
 
-                # SAC-6: one step on J(α) with the log-probabilities of the actor step
-                if args.autotune:
-                    loss_alpha = alpha_loss(log_alpha, log_prob, target_entropy)
-                    alpha_optimizer.zero_grad()
-                    loss_alpha.backward()
-                    alpha_optimizer.step()
-                    alpha = log_alpha.detach().exp()
+    def log(self, global_step: int, *metrics):
+        """One row of metrics.csv, in the order of the metric names given to Run."""
+        self.metrics_log.writerow([global_step, *metrics])
+        self.metrics_file.flush()
 
-                # SAC-5: the target critics slowly track the learned ones
-                soft_update(critic_target, critic, args.tau)
+    def progress(self, global_step: int):
+        self.global_step = global_step
+        now = time.time()
+        if now - self.printed_time < 2:
+            return
+        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
+        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
+              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+        self.printed_step, self.printed_time = global_step, now
 
-                if global_step % args.log_frequency == 0:
-                    critic_loss_value = critic_loss.item()
-                    metrics_log.writerow([global_step, critic_loss_value, actor_loss.item(), q1_values.mean().item(),
-                                          alpha.item(), -log_prob.mean().item()])
-                    metrics_file.flush()
-
-            if time.time() - last_print > 2:
-                last_print = time.time()
-                mean_return = np.mean(recent_returns) if recent_returns else float("nan")
-                print(f"step {global_step:>8,} | return (last 10) {mean_return:8.1f} | α {alpha.item():.3f} | "
-                      f"critic loss {critic_loss_value:.4f} | {global_step / (last_print - start_time):,.0f} steps/s")
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {global_step:,}: saving the model and the logs so far")
-        raise
-    else:
-        sps = global_step / (time.time() - start_time)
-        returns = evaluate(actor, args, device) if args.eval_episodes > 0 else []
+    def evaluate(self, global_step: int, policy) -> dict:
+        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
+        self.global_step = global_step
+        sps = global_step / (time.time() - self.start_time)
+        returns = evaluate(policy, self.args) if self.args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
                    "returns": returns, "episodes": len(returns), "global_step": global_step,
-                   "sps": sps, "wall_time": time.time() - start_time}
-        write_json(os.path.join(run_dir, "eval.json"), summary)
+                   "sps": sps, "wall_time": time.time() - self.start_time}
+        write_json(os.path.join(self.dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
               f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
-    finally:
-        episodes_file.close()
-        metrics_file.close()
-        env.close()
-        if args.save_model:
-            model = {"actor": actor.state_dict(), "critic": critic.state_dict(), "log_alpha": log_alpha.detach(),
-                     "args": asdict(args), "global_step": global_step}
-            write_atomically(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(model, tmp))
-        print(f"run folder: {run_dir}")
-    return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
-            "sps": sps, "run_dir": run_dir}
+        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+                "sps": sps, "run_dir": self.dir}
 
 
 if __name__ == "__main__":

@@ -1,13 +1,32 @@
 """TD3: twin delayed DDPG, DDPG with three changes against the overestimation of Q.
 
 Paper: Fujimoto, van Hoof and Meger, "Addressing Function Approximation Error in Actor-Critic Methods",
-ICML 2018. Lecture 7, "TD3 (Twin Delayed Deep Deterministic)" slides and "Algorithm 1 TD3"; the steps are
-ddpg.py's (DDPG-1 … DDPG-5 from lecture/PSEUDOCODE.md) with these three changes:
-  TD3-1  target policy smoothing: ã = clip(μ_θ'(s') + clip(N(0, σ̃), −c, c), low, high)
-  TD3-2  clipped double Q: y = r + γ (1 − terminated) min_{i=1,2} Q_φ'_i(s', ã); both critics regress to y
-  TD3-3  delayed policy updates: the actor and the target networks every `policy_frequency` critic updates
+ICML 2018. Lecture 7, "TD3 (Twin Delayed Deep Deterministic)" slides and "Algorithm 1 TD3".
+
+The lecture's steps, as labelled in the code below: DDPG's five, then the three changes of TD3.
+  DDPG-1  a deterministic actor μ_θ(s) ≈ argmax_a Q_φ(s, a), a critic Q_φ(s, a) and target copies θ', φ':
+          with continuous actions DQN's max over a cannot be computed, so the actor learns to find it
+  DDPG-2  act with a = clip(μ_θ(s) + N(0, σ²), low, high) and store (s, a, r, s', terminated) in the buffer B:
+          μ_θ alone would always take the same action, the noise explores
+  DDPG-3  targets y = r + γ (1 − terminated) Q_φ'(s', μ_θ'(s')) from the target networks, with no gradient
+          through y; one gradient step on the critic loss MSE(Q_φ(s, a), y)
+  DDPG-4  one gradient step on the actor loss −mean Q_φ(s, μ_θ(s)): its gradient is dQ/da · dμ/dθ, so the
+          actor moves its action uphill on the critic
+  DDPG-5  soft updates θ' ← τθ + (1 − τ)θ', φ' ← τφ + (1 − τ)φ': the targets trail the learned networks
+          slowly, so y holds nearly still from one step to the next
+  TD3-1   target policy smoothing: DDPG-3's target action becomes ã = clip(μ_θ'(s') + clip(N(0, σ̃²), −c, c),
+          low, high): y averages Q' over nearby actions, so a narrow, wrong peak of the critic cannot pull it up
+  TD3-2   clipped double Q: twin critics Q_φ1, Q_φ2, y = r + γ (1 − terminated) min_{i=1,2} Q_φ'_i(s', ã), and
+          both critics regress on y: the smaller of two estimates counters the overestimation that an actor
+          seeking the max brings
+  TD3-3   delayed policy updates: the actor and the target networks every `policy_frequency` critic updates,
+          so the actor follows a critic that has settled a little
 `diff ddpg.py td3.py` shows these three changes and little else.
 Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
+
+Reading order: the settings (Args), the networks, the buffer and the updates (update_critic, update_actor,
+soft_update), then train(), the loop that calls them step by step. Everything under "Bookkeeping" at the
+bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python td3.py                               # Pendulum-v1, 12k steps
@@ -55,11 +74,7 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
 
-    # Defaults for Pendulum-v1 from the RL Baselines3 Zoo (hyperparams/td3.yml): γ 0.98, lr 1e-3, Gaussian
-    # noise σ 0.1, buffer 200k, one gradient step per environment step; σ̃ 0.2, c 0.5 and a policy delay of 2
-    # from the TD3 paper. For speed on a CPU, smaller networks (64-64, the Zoo has 400-300), batch 128 (256),
-    # 5k random steps first (10k) and 12k steps in all (20k): 7,000 critic steps, which learned Pendulum-v1 on
-    # seeds 1-5 in our runs (the delayed actor makes TD3 learn more slowly than ddpg.py, which needs 10k).
+    # The RL Baselines3 Zoo's Pendulum-v1 settings, with smaller networks, batch and budget for a CPU.
     learning_rate: float = 1e-3
     """Adam step size of the actor and of the critic"""
     buffer_size: int = 200_000
@@ -76,7 +91,7 @@ class Args:
     """environment steps of uniformly random actions before learning starts"""
     exploration_noise: float = 0.1
     """σ of the Gaussian exploration noise, as a fraction of the half-range (high − low) / 2 (DDPG-2)"""
-    policy_noise: float = 0.2
+    policy_noise: float = 0.2  # this and the next two: the TD3 paper's values
     """σ̃ of the target policy smoothing noise, as a fraction of the half-range (TD3-1)"""
     noise_clip: float = 0.5
     """c: the smoothing noise is clipped to [−c, c], as a fraction of the half-range (TD3-1)"""
@@ -87,7 +102,7 @@ class Args:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The actor, the critic and the replay buffer
+# The actor, the critic, the replay buffer and the updates
 # ---------------------------------------------------------------------------------------------------
 class Actor(nn.Module):
     """μ_θ(s): tanh squashes the output into (−1, 1), then it is scaled and shifted to [low, high]."""
@@ -156,6 +171,12 @@ class ReplayBuffer:
         )
 
 
+def add_exploration_noise(action, rng: np.random.Generator, exploration_noise: float, low, high):
+    """DDPG-2: clip(μ_θ(s) + N(0, σ²), low, high), σ = exploration_noise · (high − low) / 2 in each dimension."""
+    noise = rng.normal(0.0, exploration_noise, size=action.shape) * (high - low) / 2.0
+    return np.clip(action + noise, low, high).astype(np.float32)
+
+
 @torch.no_grad()
 def smoothed_target_action(actor_target, next_obs, policy_noise, noise_clip):
     """TD3-1: ã = clip(μ_θ'(s') + clip(N(0, σ̃), −c, c), low, high), σ̃ and c in units of the half-range."""
@@ -174,6 +195,31 @@ def td_target(actor_target, critic_target, rewards, next_obs, terminated, gamma,
     return rewards + gamma * (1.0 - terminated) * torch.min(next_q1, next_q2)
 
 
+def update_critic(critic, critic_optimizer, actor_target, critic_target, batch, gamma: float, policy_noise: float,
+                  noise_clip: float):
+    """DDPG-3 on one mini-batch: one gradient step on MSE(Q_φ1(s, a), y) + MSE(Q_φ2(s, a), y), both critics on
+    the same y; returns the loss and Q_φ1(s, a)."""
+    obs, actions, rewards, next_obs, terminated = batch
+    y = td_target(actor_target, critic_target, rewards, next_obs, terminated, gamma, policy_noise, noise_clip)
+    q1_values, q2_values = critic(obs, actions)
+    critic_loss = F.mse_loss(q1_values, y) + F.mse_loss(q2_values, y)
+    critic_optimizer.zero_grad()
+    critic_loss.backward()
+    critic_optimizer.step()
+    return critic_loss, q1_values
+
+
+def update_actor(actor, actor_optimizer, critic, batch):
+    """DDPG-4 on one mini-batch: one gradient step on −mean Q_φ1(s, μ_θ(s)) (the first critic, as in the paper);
+    returns the loss. The critic module gets gradients too, but only the actor's optimizer steps."""
+    obs = batch[0]
+    actor_loss = -critic(obs, actor(obs))[0].mean()
+    actor_optimizer.zero_grad()
+    actor_loss.backward()
+    actor_optimizer.step()
+    return actor_loss
+
+
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float):
     """DDPG-5: θ' ← τθ + (1 − τ)θ' for every parameter; lerp_ computes exactly θ' + τ(θ − θ')."""
@@ -182,27 +228,72 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Helpers: checking the settings, the run folder, evaluation
+# Training
 # ---------------------------------------------------------------------------------------------------
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    check_args(args, env)
+    seed_everything(args.seed, args)
+    rng = np.random.default_rng(args.seed)  # exploration noise and mini-batch indices
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    # DDPG-1: actor μ_θ, twin critics Q_φ1, Q_φ2 (TD3-2) and their target copies θ' ← θ, φ' ← φ
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    low, high = env.action_space.low, env.action_space.high
+    actor = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
+    critic = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
+    actor_target = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
+    critic_target = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
+    actor_target.load_state_dict(actor.state_dict())
+    critic_target.load_state_dict(critic.state_dict())
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)  # both critics
+    buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
+    actor_loss = torch.tensor(float("nan"))  # logged as nan until TD3-3's first actor update
+
+    @torch.no_grad()
+    def policy(obs) -> np.ndarray:  # μ_θ(s) without noise: the evaluated policy, the mean of the exploring one
+        return actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+
+    with Run(args, env, device, args.total_timesteps, ["critic_loss", "actor_loss", "q_mean"]) as run:
+        run.save(actor=actor, critic=critic)
+        obs, _ = env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        for global_step in range(1, args.total_timesteps + 1):
+            # DDPG-2: random actions first, then μ_θ(s) plus Gaussian noise, clipped to the bounds; store in B
+            if global_step <= args.learning_starts:
+                action = env.action_space.sample()
+            else:
+                action = add_exploration_noise(policy(obs), rng, args.exploration_noise, low, high)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
+            # so DDPG-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            buffer.add(obs, action, reward, next_obs, terminated)
+            run.rewards(global_step, reward, terminated or truncated)
+            obs = env.reset()[0] if terminated or truncated else next_obs
+
+            if global_step > args.learning_starts:
+                batch = buffer.sample(args.batch_size, rng, device)
+                # DDPG-3 with TD3-1 and TD3-2: smoothed target action, the smaller of the two target critics;
+                # both critics regress on the same y
+                critic_loss, q_values = update_critic(critic, critic_optimizer, actor_target, critic_target, batch,
+                                                      args.gamma, args.policy_noise, args.noise_clip)
+                # TD3-3: the actor and the targets only every policy_frequency critic updates
+                if global_step % args.policy_frequency == 0:
+                    # DDPG-4: move μ_θ(s) uphill on Q_φ1(s, ·)
+                    actor_loss = update_actor(actor, actor_optimizer, critic, batch)
+                    # DDPG-5: the targets slowly track the learned networks
+                    soft_update(actor_target, actor, args.tau)
+                    soft_update(critic_target, critic, args.tau)
+                if global_step % args.log_frequency == 0:
+                    run.log(global_step, critic_loss.item(), actor_loss.item(), q_values.mean().item())
+        return run.evaluate(global_step, policy)
 
 
-def fail(message: str):
-    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def make_env(env_id: str) -> gym.Env:
-    if env_id not in gym.envs.registry:
-        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
-        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    try:
-        return gym.make(env_id)
-    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
-        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
-
-
+# ===================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
+# the logs, the evaluation and Ctrl-C out of train().
+# ===================================================================================================
 def check_args(args: Args, env: gym.Env):
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
@@ -231,15 +322,35 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
-def make_run_folder(args: Args) -> str:
-    stamp = int(time.time())
-    path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
-    suffix = 1
-    while os.path.exists(path):  # two runs started in the same second
-        suffix += 1
-        path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
-    os.makedirs(path)
-    return path
+# ---------------------------------------------------------------------------------------------------
+# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def seed_everything(seed: int, args):
+    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
 
 
 def write_atomically(path: str, write):
@@ -257,16 +368,16 @@ def write_json(path: str, data: dict):
 
 
 @torch.no_grad()
-def evaluate(actor: Actor, args: Args, device: torch.device) -> list:
-    """Deterministic policy μ_θ(s), no noise, on a fresh environment seeded apart from the training one."""
+def evaluate(policy, args) -> list:
+    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
+    environment, seeded apart from the training one."""
     env = gym.make(args.env_id)
     returns = []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=args.seed + 10_000 + episode)
         done, episode_return = False, 0.0
         while not done:
-            action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -274,131 +385,107 @@ def evaluate(actor: Actor, args: Args, device: torch.device) -> list:
     return returns
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------------
-def train(args: Args) -> dict:
-    env = make_env(args.env_id)
-    check_args(args, env)
+class Run:
+    """One training run's folder, {run_dir}/{env_id}__{script}__{seed}__{unix time}/, and what goes into it:
+    args.json, episodes.csv (one row per finished training episode), metrics.csv (the algorithm's scalars),
+    eval.json and model.pt. Used as `with Run(...) as run:` around the training loop. However the loop ends
+    (Ctrl-C included), the files are closed, the environment too, and the parts given to save() are written
+    to model.pt. A progress line is printed at most every 2 seconds."""
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    rng = np.random.default_rng(args.seed)  # exploration noise and mini-batch indices
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        stamp = int(time.time())
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+        suffix = 1
+        while os.path.exists(self.dir):  # two runs started in the same second
+            suffix += 1
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+        os.makedirs(self.dir)
+        write_json(os.path.join(self.dir, "args.json"), asdict(args))
+        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
+        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
+        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
+        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+        self.metrics_log.writerow(["global_step", *metric_names])
+        self.returns = self.lengths = None  # of the episodes under way, one per environment
+        self.recent_returns = deque(maxlen=10)
+        self.global_step = self.printed_step = 0
+        self.start_time = self.printed_time = time.time()
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
 
-    # DDPG-1: actor μ_θ, twin critics Q_φ1, Q_φ2 (TD3-2) and their target copies θ' ← θ, φ' ← φ
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    low, high = env.action_space.low, env.action_space.high
-    actor = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
-    critic = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
-    actor_target = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
-    critic_target = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
-    actor_target.load_state_dict(actor.state_dict())
-    critic_target.load_state_dict(critic.state_dict())
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
-    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)  # both critics
-    buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
+    def __enter__(self):
+        return self
 
-    run_dir = make_run_folder(args)
-    write_json(os.path.join(run_dir, "args.json"), asdict(args))
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
-    metrics_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="")
-    episodes_log, metrics_log = csv.writer(episodes_file), csv.writer(metrics_file)
-    episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
-    metrics_log.writerow(["global_step", "critic_loss", "actor_loss", "q_mean"])
-    print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {args.total_timesteps:,} steps, device {device}")
+    def __exit__(self, kind, error, trace):
+        if kind is KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
+        self.episodes_file.close()
+        self.metrics_file.close()
+        if self.env is not None:
+            self.env.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(args=asdict(self.args), global_step=self.global_step)
+            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {self.dir}")
+        return False  # an exception, Ctrl-C included, goes on up
 
-    start_time = last_print = time.time()
-    recent_returns = deque(maxlen=10)
-    critic_loss_value, actor_loss = float("nan"), torch.tensor(float("nan"))  # no actor loss before TD3-3's first
-    global_step, episode_return, episode_length = 0, 0.0, 0
-    obs, _ = env.reset(seed=args.seed)
-    env.action_space.seed(args.seed)
-    try:
-        for global_step in range(1, args.total_timesteps + 1):
-            # DDPG-2: random actions first, then μ_θ(s) plus Gaussian noise, clipped to the bounds; store in B
-            if global_step <= args.learning_starts:
-                action = env.action_space.sample()
-            else:
-                with torch.no_grad():
-                    action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-                noise = rng.normal(0.0, args.exploration_noise, size=action_dim) * (high - low) / 2.0
-                action = np.clip(action + noise, low, high).astype(np.float32)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so DDPG-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
-            buffer.add(obs, action, reward, next_obs, terminated)
-            episode_return += float(reward)
-            episode_length += 1
-            obs = next_obs
-            if terminated or truncated:
-                episodes_log.writerow([global_step, episode_return, episode_length, round(time.time() - start_time, 3)])
-                episodes_file.flush()
-                recent_returns.append(episode_return)
-                obs, _ = env.reset()
-                episode_return, episode_length = 0.0, 0
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
 
-            if global_step > args.learning_starts:
-                b_obs, b_actions, b_rewards, b_next_obs, b_terminated = buffer.sample(args.batch_size, rng, device)
-                # DDPG-3 with TD3-1 and TD3-2: smoothed target action, the smaller of the two target critics;
-                # both critics regress on the same y
-                y = td_target(actor_target, critic_target, b_rewards, b_next_obs, b_terminated, args.gamma,
-                              args.policy_noise, args.noise_clip)
-                q1_values, q2_values = critic(b_obs, b_actions)
-                critic_loss = F.mse_loss(q1_values, y) + F.mse_loss(q2_values, y)
-                critic_optimizer.zero_grad()
-                critic_loss.backward()
-                critic_optimizer.step()
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
+                                    round(time.time() - self.start_time, 3)])
+        self.recent_returns.append(episodic_return)
 
-                # TD3-3: the actor and the targets only every policy_frequency critic updates
-                if global_step % args.policy_frequency == 0:
-                    # DDPG-4: move μ_θ(s) uphill on Q_φ1(s, ·) (the first critic, as in the paper)
-                    actor_loss = -critic(b_obs, actor(b_obs))[0].mean()
-                    actor_optimizer.zero_grad()
-                    actor_loss.backward()
-                    actor_optimizer.step()
+    def rewards(self, global_step: int, rewards, dones):
+        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
+        log the episodes that ended (dones), and print the progress line when it is due."""
+        if self.returns is None:
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+        self.returns += rewards
+        self.lengths += 1
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            self.episode(global_step, self.returns[i], self.lengths[i])
+            self.returns[i], self.lengths[i] = 0.0, 0
+        if len(ended):
+            self.episodes_file.flush()
+        self.progress(global_step)
 
-                    # DDPG-5: the targets slowly track the learned networks
-                    soft_update(actor_target, actor, args.tau)
-                    soft_update(critic_target, critic, args.tau)
+    def log(self, global_step: int, *metrics):
+        """One row of metrics.csv, in the order of the metric names given to Run."""
+        self.metrics_log.writerow([global_step, *metrics])
+        self.metrics_file.flush()
 
-                if global_step % args.log_frequency == 0:
-                    critic_loss_value = critic_loss.item()
-                    metrics_log.writerow([global_step, critic_loss_value, actor_loss.item(), q1_values.mean().item()])
-                    metrics_file.flush()
+    def progress(self, global_step: int):
+        self.global_step = global_step
+        now = time.time()
+        if now - self.printed_time < 2:
+            return
+        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
+        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
+              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+        self.printed_step, self.printed_time = global_step, now
 
-            if time.time() - last_print > 2:
-                last_print = time.time()
-                mean_return = np.mean(recent_returns) if recent_returns else float("nan")
-                print(f"step {global_step:>8,} | return (last 10) {mean_return:8.1f} | "
-                      f"critic loss {critic_loss_value:.4f} | {global_step / (last_print - start_time):,.0f} steps/s")
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {global_step:,}: saving the model and the logs so far")
-        raise
-    else:
-        sps = global_step / (time.time() - start_time)
-        returns = evaluate(actor, args, device) if args.eval_episodes > 0 else []
+    def evaluate(self, global_step: int, policy) -> dict:
+        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
+        self.global_step = global_step
+        sps = global_step / (time.time() - self.start_time)
+        returns = evaluate(policy, self.args) if self.args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
                    "returns": returns, "episodes": len(returns), "global_step": global_step,
-                   "sps": sps, "wall_time": time.time() - start_time}
-        write_json(os.path.join(run_dir, "eval.json"), summary)
+                   "sps": sps, "wall_time": time.time() - self.start_time}
+        write_json(os.path.join(self.dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
               f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
-    finally:
-        episodes_file.close()
-        metrics_file.close()
-        env.close()
-        if args.save_model:
-            model = {"actor": actor.state_dict(), "critic": critic.state_dict(), "args": asdict(args),
-                     "global_step": global_step}
-            write_atomically(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(model, tmp))
-        print(f"run folder: {run_dir}")
-    return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
-            "sps": sps, "run_dir": run_dir}
+        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+                "sps": sps, "run_dir": self.dir}
 
 
 if __name__ == "__main__":
