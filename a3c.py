@@ -1,20 +1,33 @@
 """A3C: asynchronous advantage actor-critic, for Discrete and Box actions.
 
 Paper: Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016 (Algorithm S3, the
-advantage actor-critic of the supplementary material); lecture 7, A3C slides; steps from lecture/PSEUDOCODE.md:
-  A3C-1  a global actor-critic and a shared Adam in shared memory; num_workers processes with their own env
-  A3C-2  a worker copies the global parameters into its local networks
-  A3C-3  it rolls out up to t_max = num_steps steps, or to the end of its episode
-  A3C-4  R = 0 if the episode terminated, else V(s_t) (a time limit or the rollout's end); backwards
-         R ← r_i + γR (GAE with λ = 1; a smaller gae_lambda mixes in shorter returns)
-  A3C-5  gradients of −log π(a_i|s_i)(R − V(s_i)) − β·entropy and of (R − V(s_i))², on the local networks
-  A3C-6  the local gradients applied to the global parameters by the shared optimizer, without a lock
+advantage actor-critic of the supplementary material). Lecture 7, A3C slides.
 
-The workers are operating-system processes (torch.multiprocessing): the global networks and the optimizer's
-state live in shared memory, so every worker reads and writes the same numbers ("Hogwild!", Recht et al. 2011).
-A3C is not bit-reproducible: the seed fixes each worker's environment and sampling, but not the order in
-which the workers' updates interleave, which depends on the operating system's scheduling. Two runs with the
-same seed give different returns (the harness skips its same-seed test for this script).
+The lecture's steps, as labelled in the code below:
+  A3C-1  a global actor π_θ and critic V_φ and one optimizer, in shared memory; num_workers workers, each
+         with its own environment, then repeat A3C-2 to A3C-6 until the shared step budget is spent. Workers
+         in different states decorrelate the updates, as the replay buffer does for DQN
+  A3C-2  a worker copies the global θ, φ into its local networks, which stay fixed during its rollout while
+         the other workers keep changing the global ones
+  A3C-3  it rolls out up to t_max = num_steps steps, or to the end of its episode
+  A3C-4  returns: R = 0 if the episode terminated, else R = V(s_t) of the last state reached (a time limit or
+         the rollout's end); then backwards R ← r_i + γR, the n-step returns (GAE with λ = 1; a smaller
+         gae_lambda mixes in shorter returns)
+  A3C-5  gradients of the actor's loss −log π(a_i|s_i)(R − V(s_i)) − β·entropy and of the critic's
+         (R − V(s_i))², on the local networks; the advantage R − V(s_i) is a constant for the actor
+  A3C-6  the shared optimizer applies the local gradients to the global parameters, without a lock
+
+The workers are operating-system processes: the global networks and the optimizer's state live in shared
+memory, so every worker reads and writes the same numbers ("Hogwild!", Recht et al. 2011). A3C is not
+bit-reproducible: the seed fixes each worker's environment and sampling, but not the order in which the
+workers' updates interleave, which the operating system's scheduling decides: two runs with the same seed
+give different returns.
+
+Reading order: the settings (Args), the networks, the returns and the gradients, the shared optimizer, then
+worker(), the loop each worker process runs (A3C-2 to A3C-6), and train(), which builds the global networks
+(A3C-1), starts the workers and evaluates the result. Everything under "Bookkeeping" at the bottom (the
+worker processes and their messages, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a
+first reading.
 
 Run:
   python a3c.py                              # CartPole-v1, 150k steps over all workers
@@ -24,7 +37,6 @@ Run:
 
 import csv
 import difflib
-import importlib
 import json
 import os
 import random
@@ -48,14 +60,10 @@ import tyro
 # from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
 # resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # Mnih et al. 2016 use t_max 5 and λ = 1 (n-step returns); γ 0.99 as RL Zoo's A2C for CartPole-v1.
-    # 150k steps: with 2 workers the training returns first reach 475 after about 32k steps (median), and
-    # the final evaluation gave 500 on 4 of seeds 1-5 (README results; one run fell back after reaching it).
+    # Mnih et al. 2016's t_max 5 and λ = 1 (n-step returns); γ 0.99 as RL Zoo's A2C for CartPole-v1
     "CartPole-v1": dict(total_timesteps=150_000, num_steps=5, gamma=0.99, gae_lambda=1.0, ent_coef=0.0,
                         norm_reward=False),
-    # γ 0.9 and λ 0.9 as RL Zoo's A2C for Pendulum-v1, with scaled rewards, and the Gaussian's mean kept
-    # inside the bounds (bound_mean: without it, seed 1 was still near -1100 after 500k steps). 300k steps:
-    # 4 of seeds 1-5 passed -200 in training (median 132k steps) and in the final evaluation (README results).
+    # γ 0.9 and λ 0.9 as RL Zoo's A2C for Pendulum-v1, with scaled rewards
     "Pendulum-v1": dict(total_timesteps=300_000, num_steps=8, gamma=0.9, gae_lambda=0.9, ent_coef=0.0,
                         norm_reward=True),
 }
@@ -225,6 +233,17 @@ class Critic(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
+def make_networks(env: gym.Env, args: Args):
+    """A3C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides."""
+    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    actor_class = CategoricalActor if discrete else GaussianActor
+    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0],
+                        args.hidden_size, args.log_std_init)
+    if not discrete and args.bound_mean:
+        actor.bound_mean(env.action_space.low, env.action_space.high)
+    return actor, Critic(obs_dim, args.hidden_size)
+
+
 def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
     """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
     if isinstance(action_space, gym.spaces.Box):
@@ -261,6 +280,25 @@ def rollout_returns(rewards, values, last_value: float, terminated: bool, gamma:
     advantages, returns = compute_gae(rewards[:, None], values[:, None], next_values, ended * terminated, ended,
                                       gamma, gae_lambda)
     return advantages[:, 0], returns[:, 0]
+
+
+def compute_gradients(local_actor: nn.Module, local_critic: nn.Module, batch, ent_coef: float, vf_coef: float,
+                      max_grad_norm: float):
+    """A3C-5 on one rollout, batch = (observations, actions, advantages R − V(s_i), returns R): the gradients
+    of the actor's loss −log π(a_i|s_i)(R − V(s_i)) − β·entropy and of the critic's (R − V(s_i))², left in the
+    local networks' .grad, their global norm clipped to max_grad_norm. Returns the two losses and the mean
+    entropy."""
+    obs, actions, advantages, returns = batch
+    parameters = list(local_actor.parameters()) + list(local_critic.parameters())
+    new_log_probs, entropy = local_actor.log_prob_entropy(obs, actions)
+    policy_loss = -(new_log_probs * advantages).mean()
+    value_loss = F.mse_loss(local_critic(obs), returns)
+    loss = policy_loss - ent_coef * entropy.mean() + vf_coef * value_loss
+    for p in parameters:
+        p.grad = None
+    loss.backward()
+    nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    return policy_loss, value_loss, entropy.mean()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -329,45 +367,133 @@ class RewardScaler:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Helpers: checking the settings, the run folder, evaluation
+# A worker: its own environment and local networks; the global networks and the optimizer are shared
 # ---------------------------------------------------------------------------------------------------
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+class Rollout:
+    """A worker's rollout storage, preallocated: one row per step, t_max rows."""
+
+    def __init__(self, num_steps: int, env: gym.Env):
+        discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        self.obs = np.zeros((num_steps, env.observation_space.shape[0]), dtype=np.float32)
+        self.actions = np.zeros((num_steps,) + (() if discrete else env.action_space.shape),
+                                dtype=np.int64 if discrete else np.float32)
+        self.rewards, self.values = np.zeros(num_steps, dtype=np.float32), np.zeros(num_steps, dtype=np.float32)
 
 
-def fail(message: str):
-    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer: SharedAdam, workers):
+    """What worker process `rank` runs, A3C-2 to A3C-6, until the shared step budget is spent or the main
+    process stops the run. `workers` (under Bookkeeping) counts the steps and carries the episodes and
+    metrics to the main process, which logs them."""
+    seed = args.seed + rank
+    seed_everything(seed, args)
+    # One plain environment (no vector env, so no autoreset): when an episode ends, next_obs is its real final
+    # observation, and the worker itself resets the env before its next rollout.
+    env = gym.make(args.env_id)
+    local_actor, local_critic = make_networks(env, args)
+    global_parameters = list(actor.parameters()) + list(critic.parameters())
+    local_parameters = list(local_actor.parameters()) + list(local_critic.parameters())
+    rollout, scaler = Rollout(args.num_steps, env), RewardScaler(args.gamma, args.norm_reward)
+    obs = env.reset(seed=seed)[0].astype(np.float32)
+    env.action_space.seed(seed)
+    budget_left, local_steps, last_log_step = True, 0, 0
+    while budget_left and workers.keep_going():
+        if args.anneal_lr:  # this process's copy of the learning rate, from the global step
+            progress = workers.global_step.value / args.total_timesteps
+            optimizer.param_groups[0]["lr"] = args.learning_rate * max(1.0 - progress, 0.0)
+        # A3C-2: copy the global parameters θ, φ into the local networks
+        with torch.no_grad():
+            for local_p, global_p in zip(local_parameters, global_parameters):
+                local_p.copy_(global_p)
+
+        # A3C-3: roll out up to t_max steps, or to the end of the episode
+        n, terminated, truncated = 0, False, False
+        while n < args.num_steps and not (terminated or truncated):
+            budget_left = workers.claim_step(args.total_timesteps)
+            if not budget_left:
+                break
+            rollout.obs[n] = obs
+            with torch.no_grad():
+                obs_tensor = torch.as_tensor(obs)
+                action, _ = local_actor.sample(obs_tensor)
+                rollout.values[n] = local_critic(obs_tensor)
+            rollout.actions[n] = action = action.numpy()
+            next_obs, reward, terminated, truncated, _ = env.step(env_actions(action, env.action_space))
+            rollout.rewards[n] = scaler.reward(float(reward), terminated or truncated)
+            workers.rewards(reward, terminated or truncated)  # sends the episodes that end to the main process
+            obs, local_steps, n = next_obs.astype(np.float32), local_steps + 1, n + 1
+        if n == 0:
+            break
+
+        # A3C-4: the returns R, bootstrapped from V of the last state reached: `obs`, the real final observation
+        # when a time limit cut the episode, or the state where the rollout stopped
+        with torch.no_grad():
+            last_value = local_critic(torch.as_tensor(obs)).item()
+        advantages, returns = rollout_returns(rollout.rewards[:n], rollout.values[:n], last_value, terminated,
+                                              args.gamma, args.gae_lambda)
+        if terminated or truncated:
+            obs = env.reset()[0].astype(np.float32)
+
+        # A3C-5: gradients of the actor's and the critic's losses on the local networks
+        batch = tuple(torch.as_tensor(a) for a in (rollout.obs[:n], rollout.actions[:n], advantages, returns))
+        losses = compute_gradients(local_actor, local_critic, batch, args.ent_coef, args.vf_coef,
+                                   args.max_grad_norm)
+        # A3C-6: the local gradients become the global parameters' gradients, and the shared optimizer steps
+        # them. No lock: another worker may update the same numbers at the same moment ("Hogwild!").
+        for global_p, local_p in zip(global_parameters, local_parameters):
+            global_p.grad = local_p.grad
+        optimizer.step()
+
+        if local_steps - last_log_step >= args.log_frequency:
+            last_log_step = local_steps
+            workers.send("metrics", rank, *(x.item() for x in losses), workers.episodes,
+                         optimizer.param_groups[0]["lr"])
+    if local_steps > last_log_step:  # the worker's last row: its final count of episodes
+        workers.send("metrics", rank, *(x.item() for x in losses), workers.episodes,
+                     optimizer.param_groups[0]["lr"])
+    env.close()
 
 
-def make_env(env_id: str) -> gym.Env:
-    module, _, name = env_id.rpartition(":")  # gymnasium's "module:EnvName-v0": importing module registers it
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            fail(f"cannot import {module!r} for {env_id!r}: {e}")
-    if name not in gym.envs.registry:
-        close = difflib.get_close_matches(name, gym.envs.registry.keys(), n=3, cutoff=0.5)
-        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    try:
-        return gym.make(name)
-    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
-        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+# ---------------------------------------------------------------------------------------------------
+# Training: the main process builds the global networks, starts the workers, logs and evaluates
+# ---------------------------------------------------------------------------------------------------
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    args = with_env_defaults(args, env)
+    check_args(args, env)
+    seed_everything(args.seed, args)
+    # The global networks live on the CPU, in shared memory, where every worker process can reach them
+    # (CUDA tensors cannot be shared this way between processes). The device serves the final evaluation only.
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    # A3C-1: the global actor-critic and the shared optimizer, in shared memory
+    actor, critic = make_networks(env, args)
+    env.close()
+    actor.share_memory()
+    critic.share_memory()
+    optimizer = SharedAdam(list(actor.parameters()) + list(critic.parameters()), lr=args.learning_rate)
+
+    @torch.no_grad()
+    def policy(obs) -> np.ndarray:  # the deterministic policy (mean or most probable action) of the evaluation
+        action = eval_actor.mode(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        return env_actions(action.cpu().numpy(), env.action_space)
+
+    metric_names = ["worker", "policy_loss", "value_loss", "entropy", "worker_episodes", "learning_rate"]
+    with Run(args, None, device, args.total_timesteps, metric_names) as run, Workers(run) as workers:
+        run.save(actor=actor, critic=critic)
+        # A3C-1: num_workers workers, each running A3C-2 to A3C-6 on its own environment
+        workers.start(args.num_workers, worker, args, actor, critic, optimizer)
+        while workers.running():  # logs what the workers send; a failed worker stops the run
+            run.progress(workers.global_step.value)
+            time.sleep(0.05)
+        eval_actor = make_networks(env, args)[0].to(device)  # a copy of the global actor, on the device
+        eval_actor.load_state_dict(actor.state_dict())
+        return run.evaluate(workers.global_step.value, policy)
 
 
-def with_env_defaults(args: Args, env: gym.Env) -> Args:
-    """Fill the settings left at None from ENV_DEFAULTS, and print what was filled in."""
-    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
-        (tuned_env for space, tuned_env in TUNED_ON.items() if isinstance(env.action_space, space)), None)
-    if tuned is None:  # an action space we cannot handle: check_args says so
-        return args
-    filled = {key: value for key, value in ENV_DEFAULTS[tuned].items() if getattr(args, key) is None}
-    if filled:
-        print(f"defaults for {tuned}: " + ", ".join(f"{key}={value}" for key, value in filled.items()))
-    return replace(args, **filled)
-
-
+# ===================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
+# the logs, the evaluation and Ctrl-C out of train().
+# ===================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
@@ -393,15 +519,166 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
-def make_run_folder(args: Args) -> str:
-    stamp = int(time.time())
-    path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
-    suffix = 1
-    while os.path.exists(path):  # two runs started in the same second
-        suffix += 1
-        path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
-    os.makedirs(path)
-    return path
+def with_env_defaults(args: Args, env: gym.Env) -> Args:
+    """Fill the settings left at None from ENV_DEFAULTS, and print what was filled in."""
+    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
+        (tuned_env for space, tuned_env in TUNED_ON.items() if isinstance(env.action_space, space)), None)
+    if tuned is None:  # an action space we cannot handle: check_args says so
+        return args
+    filled = {key: value for key, value in ENV_DEFAULTS[tuned].items() if getattr(args, key) is None}
+    if filled:
+        print(f"defaults for {tuned}: " + ", ".join(f"{key}={value}" for key, value in filled.items()))
+    return replace(args, **filled)
+
+
+# How the workers start. 'fork' copies the main process: a worker starts in a fraction of a second, with the
+# shared tensors and every registered env already in place. 'spawn' starts a fresh Python that imports this
+# file and receives the shared tensors by pickling: it works everywhere, but costs seconds per worker
+# (importing torch), and knows only the envs that importing registers. fork is missing on Windows and unsafe
+# on macOS (system libraries break in a forked child), where Python itself defaults to spawn: we fork on
+# Linux only.
+START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+
+
+class Workers:
+    """The worker processes and the one pipe through which they talk to the main process, used as
+    `with Workers(run) as workers:` inside the Run. The main process calls start() and then running(), which
+    logs what the workers sent into the run and raises if a worker failed; however the block ends (Ctrl-C
+    included), no worker outlives it. A worker calls keep_going(), claim_step(), rewards() and send().
+
+    Messages: ("episode", step, return, length), ("metrics", step, worker, …) and ("error", worker,
+    traceback). send() stamps each with the global step counter while it holds the counter's lock, and
+    SimpleQueue writes it at once (no background thread, unlike Queue): the main process receives the
+    messages in the order of their steps."""
+
+    def __init__(self, run: "Run"):
+        context = mp.get_context(START_METHOD)
+        self.context, self.run, self.processes, self.main_pid = context, run, [], os.getpid()
+        self.queue, self.global_step, self.stop = context.SimpleQueue(), context.Value("q", 0), context.Event()
+        self.episodes, self.episode_return, self.episode_length = 0, 0.0, 0  # a worker's own, in its process
+
+    def __getstate__(self):  # what a 'spawn' worker receives: not the processes, the log files or the context
+        return {key: value for key, value in self.__dict__.items() if key not in ("context", "run", "processes")}
+
+    def start(self, num_workers: int, target, *args):
+        """Start num_workers processes running target(rank, *args, self). They ignore Ctrl-C (they inherit the
+        ignored SIGINT): the main process alone handles it and then stops them, so that an interrupt cannot
+        kill a worker in the middle of an update."""
+        print(f"{num_workers} worker processes ({START_METHOD})")
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for rank in range(num_workers):
+                self.processes.append(self.context.Process(target=self.work, args=(target, rank, args),
+                                                           daemon=True))
+                self.processes[-1].start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
+
+    def work(self, target, rank: int, args):
+        """A worker process: target(rank, *args, self). A failure becomes a message, which stops the run."""
+        try:
+            target(rank, *args, self)
+        except BaseException:
+            self.send("error", rank, traceback.format_exc())
+
+    # A worker's side
+    def keep_going(self) -> bool:
+        """False when the main process asks the workers to stop, or is gone (killed without a chance to ask,
+        e.g. by SIGKILL: the worker then has a new parent)."""
+        return not self.stop.is_set() and os.getppid() == self.main_pid
+
+    def claim_step(self, total_timesteps: int) -> bool:
+        """Count one more environment step if the budget allows it; False when training is over."""
+        with self.global_step.get_lock():
+            if self.global_step.value >= total_timesteps:
+                return False
+            self.global_step.value += 1
+            return True
+
+    def rewards(self, reward: float, done: bool):
+        """Add one step's reward to the worker's episode under way; send the episode when it ends."""
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        if done:
+            self.episodes += 1
+            self.send("episode", self.episode_return, self.episode_length)
+            self.episode_return, self.episode_length = 0.0, 0
+
+    def send(self, kind: str, *row):
+        with self.global_step.get_lock():
+            self.queue.put((kind, self.global_step.value) + row)
+
+    # The main process's side
+    def running(self) -> bool:
+        """Log what the workers sent; False once they have all finished. Raises if a worker failed."""
+        alive = any(p.is_alive() for p in self.processes)
+        self.drain()
+        for rank, p in enumerate(self.processes):
+            if p.exitcode not in (None, 0):  # killed without a message (e.g. out of memory)
+                raise RuntimeError(f"A3C worker {rank} died with exit code {p.exitcode}")
+        return alive
+
+    def drain(self):
+        while not self.queue.empty():
+            kind, step, *row = self.queue.get()
+            if kind == "episode":
+                self.run.episode(step, *row)
+            elif kind == "metrics":
+                self.run.log(step, *row)
+            else:  # a worker failed: stop the run with its error
+                raise RuntimeError(f"A3C worker {row[0]} failed:\n{row[1]}")
+        self.run.episodes_file.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        # No worker outlives the run: ask them to stop, give them a moment, then terminate the rest
+        self.stop.set()
+        for p in self.processes:
+            p.join(timeout=5)
+        for p in self.processes:
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        try:
+            self.drain()
+        except RuntimeError:
+            pass  # a worker's error is already on its way up
+        if kind is not None:  # Ctrl-C or an error: model.pt records the steps taken until the workers stopped
+            self.run.progress(self.global_step.value)
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def seed_everything(seed: int, args):
+    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
 
 
 def write_atomically(path: str, write):
@@ -419,17 +696,16 @@ def write_json(path: str, data: dict):
 
 
 @torch.no_grad()
-def evaluate(actor: nn.Module, args: Args, device: torch.device) -> list:
-    """Deterministic policy (mean or most probable action) on a fresh environment, seeded apart from the
-    training ones."""
+def evaluate(policy, args) -> list:
+    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
+    environment, seeded apart from the training one."""
     env = gym.make(args.env_id)
     returns = []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=args.seed + 10_000 + episode)
         done, episode_return = False, 0.0
         while not done:
-            action = actor.mode(torch.as_tensor(obs, dtype=torch.float32, device=device))
-            obs, reward, terminated, truncated, _ = env.step(env_actions(action.cpu().numpy(), env.action_space))
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -437,287 +713,107 @@ def evaluate(actor: nn.Module, args: Args, device: torch.device) -> list:
     return returns
 
 
-# How the workers start. 'fork' copies the main process: a worker starts in a fraction of a second, with the
-# shared tensors and every registered env already in place. 'spawn' starts a fresh Python that imports this
-# file and receives the shared tensors through pickling: it works everywhere but costs seconds per worker
-# (importing torch), and a custom env must be importable ("module:EnvName-v0"). fork is missing on Windows
-# and unsafe on macOS (system libraries that break in a forked child), where Python itself defaults to spawn;
-# we use fork on Linux only. The main process sets up its torch threads before forking; the workers use
-# their own single thread.
-START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+class Run:
+    """One training run's folder, {run_dir}/{env_id}__{script}__{seed}__{unix time}/, and what goes into it:
+    args.json, episodes.csv (one row per finished training episode), metrics.csv (the algorithm's scalars),
+    eval.json and model.pt. Used as `with Run(...) as run:` around the training loop. However the loop ends
+    (Ctrl-C included), the files are closed, the environment too, and the parts given to save() are written
+    to model.pt. A progress line is printed at most every 2 seconds."""
 
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        stamp = int(time.time())
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+        suffix = 1
+        while os.path.exists(self.dir):  # two runs started in the same second
+            suffix += 1
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+        os.makedirs(self.dir)
+        write_json(os.path.join(self.dir, "args.json"), asdict(args))
+        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
+        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
+        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
+        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+        self.metrics_log.writerow(["global_step", *metric_names])
+        self.returns = self.lengths = None  # of the episodes under way, one per environment
+        self.recent_returns = deque(maxlen=10)
+        self.global_step = self.printed_step = 0
+        self.start_time = self.printed_time = time.time()
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
 
-def make_networks(env: gym.Env, args: Args):
-    """A3C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides."""
-    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
-    actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0],
-                        args.hidden_size, args.log_std_init)
-    if not discrete and args.bound_mean:
-        actor.bound_mean(env.action_space.low, env.action_space.high)
-    return actor, Critic(obs_dim, args.hidden_size)
+    def __enter__(self):
+        return self
 
+    def __exit__(self, kind, error, trace):
+        if kind is KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
+        self.episodes_file.close()
+        self.metrics_file.close()
+        if self.env is not None:
+            self.env.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(args=asdict(self.args), global_step=self.global_step)
+            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {self.dir}")
+        return False  # an exception, Ctrl-C included, goes on up
 
-# ---------------------------------------------------------------------------------------------------
-# A worker: its own environment and local networks, the global networks and optimizer shared
-# ---------------------------------------------------------------------------------------------------
-class Messages:
-    """What the workers tell the main process, through one pipe: ("episode", step, return, length),
-    ("metrics", step, worker, …) and ("error", worker, traceback). send() stamps each message with the global
-    step counter while it holds the counter's lock, and SimpleQueue writes it at once (no background thread,
-    unlike Queue), so the main process receives the messages in the order of their steps."""
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
 
-    def __init__(self, context):
-        self.queue, self.global_step = context.SimpleQueue(), context.Value("q", 0)
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
+                                    round(time.time() - self.start_time, 3)])
+        self.recent_returns.append(episodic_return)
 
-    def claim_step(self, total_timesteps: int) -> bool:
-        """Count one more environment step if the budget allows it; False when training is over."""
-        with self.global_step.get_lock():
-            if self.global_step.value >= total_timesteps:
-                return False
-            self.global_step.value += 1
-            return True
+    def rewards(self, global_step: int, rewards, dones):
+        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
+        log the episodes that ended (dones), and print the progress line when it is due."""
+        if self.returns is None:
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+        self.returns += rewards
+        self.lengths += 1
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            self.episode(global_step, self.returns[i], self.lengths[i])
+            self.returns[i], self.lengths[i] = 0.0, 0
+        if len(ended):
+            self.episodes_file.flush()
+        self.progress(global_step)
 
-    def send(self, kind: str, *row):
-        with self.global_step.get_lock():
-            self.queue.put((kind, self.global_step.value) + row)
+    def log(self, global_step: int, *metrics):
+        """One row of metrics.csv, in the order of the metric names given to Run."""
+        self.metrics_log.writerow([global_step, *metrics])
+        self.metrics_file.flush()
 
+    def progress(self, global_step: int):
+        self.global_step = global_step
+        now = time.time()
+        if now - self.printed_time < 2:
+            return
+        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
+        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
+              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+        self.printed_step, self.printed_time = global_step, now
 
-def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer: SharedAdam,
-           messages: Messages, stop):
-    """One A3C worker. A failure is sent to the main process as a message, which stops the run."""
-    try:
-        run_worker(rank, args, actor, critic, optimizer, messages, stop)
-    except BaseException:
-        messages.send("error", rank, traceback.format_exc())
-
-
-def run_worker(rank, args, actor, critic, optimizer, messages, stop):
-    seed = args.seed + rank
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.set_num_threads(args.torch_threads)
-    # The worker steps one plain environment (no vector env, so no autoreset): when an episode ends, next_obs
-    # is its real final observation, and the worker itself resets the env before its next rollout.
-    env = gym.make(args.env_id)
-    action_space = env.action_space
-    local_actor, local_critic = make_networks(env, args)
-    obs_dim = env.observation_space.shape[0]
-    discrete = isinstance(action_space, gym.spaces.Discrete)
-    action_shape = () if discrete else action_space.shape
-    global_parameters = list(actor.parameters()) + list(critic.parameters())
-    local_parameters = list(local_actor.parameters()) + list(local_critic.parameters())
-    scaler = RewardScaler(args.gamma, args.norm_reward)
-
-    # The rollout storage, preallocated: one row per step
-    obs_buf = np.zeros((args.num_steps, obs_dim), dtype=np.float32)
-    actions_buf = np.zeros((args.num_steps,) + action_shape, dtype=np.int64 if discrete else np.float32)
-    rewards_buf, values_buf = np.zeros(args.num_steps, dtype=np.float32), np.zeros(args.num_steps, dtype=np.float32)
-
-    local_steps, episodes, last_log_step = 0, 0, 0
-    episode_return, episode_length = 0.0, 0
-    obs, _ = env.reset(seed=seed)
-    action_space.seed(seed)
-    obs = obs.astype(np.float32)
-    budget_left, main_pid = True, os.getppid()
-    # Stop when the budget is spent, when the main process asks, or when the main process is gone (killed
-    # without a chance to ask, e.g. by SIGKILL: the worker then has a new parent)
-    while budget_left and not stop.is_set() and os.getppid() == main_pid:
-        if args.anneal_lr:  # this process's copy of the learning rate, from the global step
-            progress = messages.global_step.value / args.total_timesteps
-            optimizer.param_groups[0]["lr"] = args.learning_rate * max(1.0 - progress, 0.0)
-        # A3C-2: copy the global parameters θ, φ into the local networks
-        with torch.no_grad():
-            for local_p, global_p in zip(local_parameters, global_parameters):
-                local_p.copy_(global_p)
-
-        # A3C-3: roll out up to t_max steps, or to the end of the episode
-        terminated = truncated = False
-        n = 0
-        while n < args.num_steps and not (terminated or truncated):
-            budget_left = messages.claim_step(args.total_timesteps)
-            if not budget_left:
-                break
-            obs_buf[n] = obs
-            with torch.no_grad():
-                obs_tensor = torch.as_tensor(obs)
-                action, _ = local_actor.sample(obs_tensor)
-                values_buf[n] = local_critic(obs_tensor)
-            actions_buf[n] = action = action.numpy()
-            next_obs, reward, terminated, truncated, _ = env.step(env_actions(action, action_space))
-            rewards_buf[n] = scaler.reward(float(reward), terminated or truncated)
-            episode_return += float(reward)
-            episode_length += 1
-            local_steps += 1
-            n += 1
-            obs = next_obs.astype(np.float32)
-            if terminated or truncated:
-                episodes += 1
-                messages.send("episode", episode_return, episode_length)
-                episode_return, episode_length = 0.0, 0
-        if n == 0:
-            break
-
-        # A3C-4: the returns R, bootstrapped from V of the last state reached: `obs`, the real final observation
-        # when a time limit cut the episode, or the state where the rollout stopped
-        with torch.no_grad():
-            last_value = local_critic(torch.as_tensor(obs)).item()
-        advantages, returns = rollout_returns(rewards_buf[:n], values_buf[:n], last_value, terminated,
-                                              args.gamma, args.gae_lambda)
-        if terminated or truncated:
-            obs, _ = env.reset()
-            obs = obs.astype(np.float32)
-
-        # A3C-5: gradients of the actor's and the critic's losses on the local networks
-        b_obs = torch.as_tensor(obs_buf[:n])
-        b_advantages, b_returns = torch.as_tensor(advantages), torch.as_tensor(returns)
-        new_log_probs, entropy = local_actor.log_prob_entropy(b_obs, torch.as_tensor(actions_buf[:n]))
-        policy_loss = -(new_log_probs * b_advantages).mean()
-        value_loss = F.mse_loss(local_critic(b_obs), b_returns)
-        loss = policy_loss - args.ent_coef * entropy.mean() + args.vf_coef * value_loss
-        for p in local_parameters:
-            p.grad = None
-        loss.backward()
-        nn.utils.clip_grad_norm_(local_parameters, args.max_grad_norm)
-        # A3C-6: the local gradients become the global parameters' gradients, and the shared optimizer steps
-        # them. No lock: another worker may update the same numbers at the same moment ("Hogwild!").
-        for global_p, local_p in zip(global_parameters, local_parameters):
-            global_p.grad = local_p.grad
-        optimizer.step()
-
-        if local_steps - last_log_step >= args.log_frequency:
-            last_log_step = local_steps
-            messages.send("metrics", rank, policy_loss.item(), value_loss.item(), entropy.mean().item(), episodes,
-                          optimizer.param_groups[0]["lr"])
-    if local_steps > last_log_step:  # the worker's last row: its final count of episodes
-        messages.send("metrics", rank, policy_loss.item(), value_loss.item(), entropy.mean().item(), episodes,
-                      optimizer.param_groups[0]["lr"])
-    env.close()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Training: the main process starts the workers, logs what they send, and evaluates the global network
-# ---------------------------------------------------------------------------------------------------
-def train(args: Args) -> dict:
-    env = make_env(args.env_id)
-    args = with_env_defaults(args, env)
-    check_args(args, env)
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    # The global networks live on the CPU, in shared memory, where every worker process can reach them
-    # (Hogwild needs shared memory; CUDA tensors cannot be shared this way between processes and would
-    # serialize the workers). The device serves the final evaluation only.
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-
-    # A3C-1: the global actor-critic and the shared optimizer, in shared memory
-    actor, critic = make_networks(env, args)
-    env.close()
-    actor.share_memory()
-    critic.share_memory()
-    optimizer = SharedAdam(list(actor.parameters()) + list(critic.parameters()), lr=args.learning_rate)
-
-    context = mp.get_context(START_METHOD)
-    messages, stop = Messages(context), context.Event()
-
-    run_dir = make_run_folder(args)
-    write_json(os.path.join(run_dir, "args.json"), asdict(args))
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
-    metrics_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="")
-    episodes_log, metrics_log = csv.writer(episodes_file), csv.writer(metrics_file)
-    episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
-    metrics_log.writerow(["global_step", "worker", "policy_loss", "value_loss", "entropy", "worker_episodes",
-                          "learning_rate"])
-    print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {args.num_workers} workers × rollouts of up to "
-          f"{args.num_steps} steps, {args.total_timesteps:,} steps in all, device {device} (evaluation)")
-
-    def handle(message):
-        kind, step, *row = message
-        if kind == "episode":
-            episodes_log.writerow([step, row[0], row[1], round(time.time() - start_time, 3)])
-            recent_returns.append(row[0])
-        elif kind == "metrics":
-            metrics_log.writerow([step, *row])
-        else:  # a worker failed: stop the run with its error
-            raise RuntimeError(f"A3C worker {row[0]} failed:\n{row[1]}")
-
-    def drain():
-        while not messages.queue.empty():
-            handle(messages.queue.get())
-        episodes_file.flush()
-        metrics_file.flush()
-
-    start_time = last_print = time.time()
-    recent_returns = deque(maxlen=10)
-    workers = []
-    try:
-        # The workers ignore Ctrl-C (they inherit the ignored SIGINT): the main process alone handles it and
-        # then stops them, so that an interrupt cannot kill a worker in the middle of an update.
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            for rank in range(args.num_workers):
-                workers.append(context.Process(target=worker, args=(rank, args, actor, critic, optimizer,
-                                                                    messages, stop), daemon=True))
-                workers[-1].start()
-        finally:
-            signal.signal(signal.SIGINT, handler)
-        while any(p.is_alive() for p in workers):
-            drain()
-            for p in workers:
-                if p.exitcode not in (None, 0):  # killed without a message (e.g. out of memory)
-                    drain()
-                    raise RuntimeError(f"A3C worker {workers.index(p)} died with exit code {p.exitcode}")
-            if time.time() - last_print > 2:
-                last_print = time.time()
-                mean_return = np.mean(recent_returns) if recent_returns else float("nan")
-                global_step = messages.global_step.value
-                print(f"step {global_step:>8,} | return (last 10) {mean_return:8.1f} | "
-                      f"{global_step / (last_print - start_time):,.0f} steps/s")
-            time.sleep(0.05)
-        drain()
-        global_step = messages.global_step.value
-    except KeyboardInterrupt:
-        global_step = messages.global_step.value
-        print(f"\ninterrupted at step {global_step:,}: saving the model and the logs so far")
-        raise
-    else:
-        sps = global_step / (time.time() - start_time)
-        eval_actor = make_networks(gym.make(args.env_id), args)[0].to(device)
-        eval_actor.load_state_dict(actor.state_dict())
-        returns = evaluate(eval_actor, args, device) if args.eval_episodes > 0 else []
+    def evaluate(self, global_step: int, policy) -> dict:
+        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
+        self.global_step = global_step
+        sps = global_step / (time.time() - self.start_time)
+        returns = evaluate(policy, self.args) if self.args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
                    "returns": returns, "episodes": len(returns), "global_step": global_step,
-                   "sps": sps, "wall_time": time.time() - start_time}
-        write_json(os.path.join(run_dir, "eval.json"), summary)
+                   "sps": sps, "wall_time": time.time() - self.start_time}
+        write_json(os.path.join(self.dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
               f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
-    finally:
-        # No worker outlives the run: ask them to stop, give them a moment, then terminate the rest
-        stop.set()
-        for p in workers:
-            p.join(timeout=5)
-        for p in workers:
-            if p.is_alive():
-                p.terminate()
-                p.join()
-        try:
-            drain()
-        except RuntimeError:
-            pass  # a worker's error is already on its way up
-        episodes_file.close()
-        metrics_file.close()
-        if args.save_model:
-            model = {"actor": actor.state_dict(), "critic": critic.state_dict(), "args": asdict(args),
-                     "global_step": messages.global_step.value}
-            write_atomically(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(model, tmp))
-        print(f"run folder: {run_dir}")
-    return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
-            "sps": sps, "run_dir": run_dir}
+        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+                "sps": sps, "run_dir": self.dir}
 
 
 if __name__ == "__main__":

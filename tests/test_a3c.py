@@ -1,5 +1,5 @@
-"""A3C: the returns of a rollout, the shared optimizer across processes, two workers writing one log, a
-crashing worker, Ctrl-C, and no process left behind. A3C's workers run asynchronously, so these tests check
+"""A3C: the returns of a rollout, the gradients of its losses, the shared optimizer across processes, two
+workers writing one log, a crashing worker, Ctrl-C, and no process left behind. A3C's workers run asynchronously, so these tests check
 what holds whatever the interleaving, never exact returns."""
 
 import os
@@ -21,9 +21,9 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 # ---------------------------------------------------------------------------------------------------
-# An env that raises in the middle of training. Its id is given in gymnasium's "module:EnvName-v0" form, so
-# that a process that does not know it yet (the script run from the command line, or a 'spawn' worker)
-# imports this file, which registers it.
+# An env that raises in the middle of training, registered when this file is imported: in-process, and by
+# the command-line test below, which imports this file before it runs a3c.py as __main__. The workers,
+# forked, find it registered.
 # ---------------------------------------------------------------------------------------------------
 class RaisingCartPole(gym.Wrapper):
     def __init__(self):
@@ -72,6 +72,32 @@ def test_truncation_bootstraps_and_termination_does_not():
     _, ended = a3c.rollout_returns(rewards, values, 10.0, terminated=True, gamma=0.5, gae_lambda=1.0)
     assert cut.tolist() == pytest.approx([1 + 0.5 + 0.25 + 0.125 * 10, 1 + 0.5 + 0.25 * 10, 1 + 0.5 * 10])
     assert ended.tolist() == pytest.approx([1.75, 1.5, 1.0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# A3C-5: the gradients of one rollout's losses, on the local networks
+# ---------------------------------------------------------------------------------------------------
+def test_compute_gradients_leaves_the_clipped_gradients_of_the_a3c_loss_on_the_local_networks():
+    torch.manual_seed(0)
+    actor, critic = a3c.CategoricalActor(3, 2, 8, 0.0), a3c.Critic(3, 8)
+    parameters = list(actor.parameters()) + list(critic.parameters())
+    batch = (torch.randn(6, 3), torch.tensor([0, 1, 1, 0, 1, 0]), torch.randn(6), torch.randn(6))
+    obs, actions, advantages, returns = batch
+    policy_loss, value_loss, entropy = a3c.compute_gradients(actor, critic, batch, ent_coef=0.01, vf_coef=0.5,
+                                                             max_grad_norm=1e9)
+    # The losses of the slides, written with torch.distributions, and their gradients by autograd
+    policy = torch.distributions.Categorical(logits=actor.logits(obs))
+    expected_policy_loss = -(policy.log_prob(actions) * advantages).mean()
+    expected_value_loss = ((returns - critic(obs)) ** 2).mean()
+    assert policy_loss.item() == pytest.approx(expected_policy_loss.item(), rel=1e-5)
+    assert value_loss.item() == pytest.approx(expected_value_loss.item(), rel=1e-5)
+    assert entropy.item() == pytest.approx(policy.entropy().mean().item(), rel=1e-5)
+    loss = expected_policy_loss - 0.01 * policy.entropy().mean() + 0.5 * expected_value_loss
+    for p, expected in zip(parameters, torch.autograd.grad(loss, parameters)):
+        assert torch.allclose(p.grad, expected, atol=1e-6)
+    # A small max_grad_norm scales the gradients down to that global norm
+    a3c.compute_gradients(actor, critic, batch, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.1)
+    assert torch.stack([p.grad.norm() for p in parameters]).norm().item() == pytest.approx(0.1, rel=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -152,7 +178,7 @@ def test_two_workers_write_one_log_and_leave_no_process(tmp_path):
 
 
 def test_a_crashing_worker_stops_the_run_with_its_error(tmp_path):
-    args = a3c.Args(env_id="test_a3c:RaisingCartPole-v0", total_timesteps=100_000, num_workers=2, num_steps=5,
+    args = a3c.Args(env_id="RaisingCartPole-v0", total_timesteps=100_000, num_workers=2, num_steps=5,
                     eval_episodes=1, run_dir=str(tmp_path), cuda=False)
     start = time.time()
     with pytest.raises(RuntimeError, match="the env broke on purpose"):
@@ -163,10 +189,14 @@ def test_a_crashing_worker_stops_the_run_with_its_error(tmp_path):
 
 
 def test_a_crashing_worker_makes_the_script_exit_nonzero(tmp_path):
-    env = dict(os.environ, PYTHONPATH=TESTS)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "a3c.py"), "--env-id",
-                             "test_a3c:RaisingCartPole-v0", "--num-workers", "2", "--no-cuda"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=180)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, ROOT]))
+    script = os.path.join(ROOT, "a3c.py")
+    # python -c: import this file (which registers the env), then run a3c.py as the command line would
+    run_script = ("import runpy, sys, test_a3c; sys.argv = sys.argv[1:]; "
+                  "runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", run_script, script, "--env-id", "RaisingCartPole-v0",
+                             "--num-workers", "2", "--no-cuda"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=180)
     assert result.returncode != 0
     assert "the env broke on purpose" in result.stderr
 
