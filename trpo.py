@@ -3,14 +3,24 @@
 Paper: Schulman et al., "Trust Region Policy Optimization", ICML 2015 (the practical algorithm of its
 Section 6 and Appendix C: conjugate gradient, Fisher-vector products, line search); GAE from Schulman et al.,
 "High-Dimensional Continuous Control Using Generalized Advantage Estimation", ICLR 2016.
-Lecture 7, TRPO slides; steps from lecture/PSEUDOCODE.md:
+Lecture 7, TRPO slides.
+
+The lecture's steps, as labelled in the code below:
   TRPO-1  collect num_steps steps of num_envs environments with π_θk; advantages Â_t by GAE(λ) with V_φ
-  TRPO-2  surrogate L(θ_k, θ) = mean π_θ(a_t|s_t) / π_θk(a_t|s_t) · Â_t and its gradient g at θ_k
+  TRPO-2  surrogate L(θ_k, θ) = mean π_θ(a_t|s_t) / π_θk(a_t|s_t) · Â_t and its gradient g at θ_k: L estimates,
+          from π_θk's own samples, how much better π_θ does, an estimate to trust only near θ_k
   TRPO-3  solve H x = g by conjugate gradient, H the Hessian of the mean KL(π_θk ‖ π_θ) at θ_k (the
-          Fisher matrix), used only through Hessian-vector products, never formed
+          Fisher matrix), used only through Hessian-vector products, never formed. x = H⁻¹g is the natural
+          gradient: the steepest ascent when the size of a step is measured by the KL between the policies
   TRPO-4  full step √(2δ / xᵀHx) · x, then a backtracking line search until the mean KL ≤ δ and L improves
-          (if no step qualifies, θ stays θ_k and metrics.csv says so)
+          (if no step qualifies, θ stays θ_k and metrics.csv says so): the full step trusts a quadratic
+          model of the KL, the line search checks the real KL and the real L
   TRPO-5  fit V_φ by regression on the λ-returns R̂_t (update_epochs epochs of mini-batch Adam)
+
+Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout buffer,
+GAE and the update, the normalization of observations and rewards, then train(), the loop that collects
+each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in the per-env defaults,
+the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python trpo.py                             # CartPole-v1, 100k steps
@@ -20,7 +30,6 @@ Run:
 
 import csv
 import difflib
-import importlib
 import json
 import os
 import random
@@ -41,13 +50,10 @@ import tyro
 # from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
 # resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # RL Baselines3 Zoo's tuned TRPO for CartPole-v1: 2 envs × 512 steps, γ 0.99, λ 0.98, CG damping 1e-3,
-    # 20 critic epochs of 512-sample mini-batches, critic learning rate 1e-3.
+    # RL Baselines3 Zoo's tuned TRPO
     "CartPole-v1": dict(total_timesteps=100_000, num_envs=2, num_steps=512, gamma=0.99, gae_lambda=0.98,
                         cg_damping=1e-3, update_epochs=20, num_minibatches=2, norm_obs=False, norm_reward=False),
-    # RL Zoo's tuned TRPO for Pendulum-v1: 2 envs × 1024 steps, γ 0.9, 15 critic epochs, SB3's λ 0.95,
-    # damping 0.1 and 128-sample mini-batches. The Zoo also uses gSDE exploration; we use plain Gaussian
-    # noise with normalized observations and rewards (-155 to -174 at 150k steps on seeds 1-5).
+    # RL Baselines3 Zoo's tuned TRPO and SB3's defaults, with plain Gaussian noise instead of gSDE
     "Pendulum-v1": dict(total_timesteps=150_000, num_envs=2, num_steps=1024, gamma=0.9, gae_lambda=0.95,
                         cg_damping=0.1, update_epochs=15, num_minibatches=16, norm_obs=True, norm_reward=True),
 }
@@ -114,7 +120,7 @@ class Args:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The actor, the critic and their math
+# The actor, the critic, the rollout buffer and the update
 # ---------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
     """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
@@ -243,6 +249,36 @@ def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
     return actions
 
 
+class RolloutBuffer:
+    """What TRPO-1 collects, preallocated: one row per step, one column per env."""
+
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple, discrete: bool):
+        shape = (num_steps, num_envs)
+        self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
+        self.actions = np.zeros(shape + action_shape, dtype=np.int64 if discrete else np.float32)
+        self.log_probs = np.zeros(shape, dtype=np.float32)  # log π_θk(a_t|s_t), the denominator of the ratio
+        self.rewards, self.values = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
+        self.final_values = np.zeros(shape, dtype=np.float32)  # V(final observation) where a time limit hit
+        self.terminated, self.truncated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+
+    def next_values(self, last_values: np.ndarray) -> np.ndarray:
+        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation) where a time
+        limit cut the episode, and last_values, V(obs) after the last step, for the last row."""
+        next_values = np.concatenate([self.values[1:], last_values[None]])
+        return np.where(self.truncated, self.final_values, next_values)
+
+    def batch(self, advantages: np.ndarray, returns: np.ndarray, device: torch.device) -> tuple:
+        """The rollout as num_steps * num_envs samples: tensors (s, a, log π_θk(a|s), Â, R̂)."""
+        arrays = (self.obs, self.actions, self.log_probs, advantages, returns)
+        return tuple(torch.as_tensor(a.reshape((-1,) + a.shape[2:]), device=device) for a in arrays)
+
+
+@torch.no_grad()
+def value_of(critic: nn.Module, obs: np.ndarray, device: torch.device) -> np.ndarray:
+    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows into it."""
+    return critic(torch.as_tensor(obs, device=device)).cpu().numpy()
+
+
 def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, gae_lambda: float):
     """TRPO-1: GAE(λ) advantages and the critic's targets; arrays of shape (num_steps, num_envs).
 
@@ -332,6 +368,19 @@ def trpo_update(actor: nn.Module, obs, actions, old_log_probs, advantages, max_k
     return {"kl": 0.0, "surrogate_improvement": 0.0, "line_search_steps": backtrack_iters, "step_accepted": 0.0}
 
 
+def update_critic(critic: nn.Module, optimizer, obs, returns, update_epochs: int, num_minibatches: int):
+    """TRPO-5 on one rollout: update_epochs passes over it in num_minibatches shuffled mini-batches, one Adam
+    step per mini-batch on the critic's loss. Returns the last mini-batch's loss."""
+    for epoch in range(update_epochs):
+        for mb in torch.randperm(len(obs), device=obs.device).split(len(obs) // num_minibatches):
+            # TRPO-5: regression of V_φ on the returns R̂_t (constants: no gradient through them)
+            value_loss = F.mse_loss(critic(obs[mb]), returns[mb])
+            optimizer.zero_grad()
+            value_loss.backward()
+            optimizer.step()
+    return value_loss
+
+
 # ---------------------------------------------------------------------------------------------------
 # Normalization of observations and rewards (the lecture's "observation and reward scaling" trick)
 # ---------------------------------------------------------------------------------------------------
@@ -390,45 +439,98 @@ class Normalizer:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Helpers: checking the settings, the run folder, evaluation
+# Training
 # ---------------------------------------------------------------------------------------------------
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    args = with_env_defaults(args, env)
+    check_args(args, env)
+    env.close()  # the rollouts run on num_envs copies of it
+    seed_everything(args.seed, args)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    # Gymnasium 1.x vector envs reset an env whose episode ended on the *next* step by default. We ask for the
+    # SAME_STEP mode instead: the step that ends an episode already returns the first observation of the next
+    # one, and the real final observation arrives in info["final_obs"]. So every step of the rollout is a
+    # real transition (none is wasted on a reset step), and on a truncation we can bootstrap from
+    # V(final observation), the value of the state where the time limit cut the episode.
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    action_space, obs_dim = envs.single_action_space, envs.single_observation_space.shape[0]
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    action_shape = () if discrete else action_space.shape
+    # The actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides: the actor
+    # moves by the trust-region step of TRPO-2..4, the critic by Adam on its regression loss (TRPO-5)
+    actor_class = CategoricalActor if discrete else GaussianActor
+    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0], args.hidden_size,
+                        args.log_std_init).to(device)
+    critic = Critic(obs_dim, args.hidden_size).to(device)
+    optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
+    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
+    rollout = RolloutBuffer(args.num_steps, args.num_envs, obs_dim, action_shape, discrete)
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+
+    @torch.no_grad()
+    def deterministic_policy(obs):  # for the evaluation: mean or most probable action, statistics frozen
+        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        return env_actions(action.cpu().numpy(), action_space)
+
+    with Run(args, envs, device, num_iterations * batch_size,
+             ["value_loss", "entropy", "kl", "surrogate_improvement", "line_search_steps", "step_accepted",
+              "rejected_updates"]) as run:
+        run.save(actor=actor, critic=critic, normalizer=normalizer)
+        global_step, last_log_step, rejected_updates = 0, 0, 0
+        obs, _ = envs.reset(seed=args.seed)  # env i gets seed + i
+        envs.action_space.seed(args.seed)
+        obs = normalizer.observation(obs, update=True)
+        for iteration in range(num_iterations):
+            # TRPO-1: collect num_steps steps of every env with the current policy π_θk
+            for step in range(args.num_steps):
+                with torch.no_grad():
+                    actions, log_probs = actor.sample(torch.as_tensor(obs, device=device))
+                actions, log_probs = actions.cpu().numpy(), log_probs.cpu().numpy()
+                rollout.obs[step], rollout.actions[step], rollout.log_probs[step] = obs, actions, log_probs
+                rollout.values[step] = value_of(critic, obs, device)
+                next_obs, rewards, terminated, truncated, info = envs.step(env_actions(actions, action_space))
+                global_step += args.num_envs
+                done = terminated | truncated
+                run.rewards(global_step, rewards, done)
+                rollout.rewards[step] = normalizer.reward(rewards, done)
+                rollout.terminated[step], rollout.truncated[step] = terminated, truncated & ~terminated
+                obs = normalizer.observation(next_obs, update=True)  # of a finished env: its next episode's start
+                if rollout.truncated[step].any():  # bootstrap value of the real final observation
+                    cut = rollout.truncated[step]
+                    final_obs = normalizer.observation(np.stack(info["final_obs"][cut]), update=False)
+                    rollout.final_values[step, cut] = value_of(critic, final_obs, device)
+
+            # TRPO-1: GAE advantages and the critic's targets, from V(s_{t+1}) of each real successor
+            next_values = rollout.next_values(value_of(critic, obs, device))
+            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values, rollout.terminated,
+                                              rollout.terminated | rollout.truncated, args.gamma, args.gae_lambda)
+            b_obs, b_actions, b_log_probs, b_advantages, b_returns = rollout.batch(advantages, returns, device)
+            if args.norm_adv:
+                b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+            # TRPO-2..4: the natural-gradient step inside the trust region, checked by the line search
+            stats = trpo_update(actor, b_obs, b_actions, b_log_probs, b_advantages, args.max_kl, args.cg_iters,
+                                args.cg_damping, args.backtrack_iters, args.backtrack_coef)
+            rejected_updates += 1 - int(stats["step_accepted"])
+            # TRPO-5: several epochs of shuffled mini-batches of regression of V_φ on the returns R̂_t
+            value_loss = update_critic(critic, optimizer, b_obs, b_returns, args.update_epochs, args.num_minibatches)
+            if global_step - last_log_step >= args.log_frequency:
+                last_log_step = global_step
+                with torch.no_grad():
+                    entropy = actor.log_prob_entropy(b_obs, b_actions)[1].mean()
+                run.log(global_step, value_loss.item(), entropy.item(), stats["kl"], stats["surrogate_improvement"],
+                        stats["line_search_steps"], stats["step_accepted"], rejected_updates)
+                rejected_updates = 0
+        return run.evaluate(global_step, deterministic_policy)
 
 
-def fail(message: str):
-    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def make_env(env_id: str) -> gym.Env:
-    module, _, name = env_id.rpartition(":")  # gymnasium's "module:EnvName-v0": importing module registers it
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            fail(f"cannot import {module!r} for {env_id!r}: {e}")
-    if name not in gym.envs.registry:
-        close = difflib.get_close_matches(name, gym.envs.registry.keys(), n=3, cutoff=0.5)
-        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    try:
-        return gym.make(name)
-    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
-        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
-
-
-def with_env_defaults(args: Args, env: gym.Env) -> Args:
-    """Fill the settings left at None from ENV_DEFAULTS, and print what was filled in."""
-    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
-        (tuned_env for space, tuned_env in TUNED_ON.items() if isinstance(env.action_space, space)), None)
-    if tuned is None:  # an action space we cannot handle: check_args says so
-        return args
-    filled = {key: value for key, value in ENV_DEFAULTS[tuned].items() if getattr(args, key) is None}
-    if filled:
-        print(f"defaults for {tuned}: " + ", ".join(f"{key}={value}" for key, value in filled.items()))
-    return replace(args, **filled)
-
-
+# ===================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
+# the logs, the evaluation and Ctrl-C out of train().
+# ===================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
@@ -461,15 +563,47 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
-def make_run_folder(args: Args) -> str:
-    stamp = int(time.time())
-    path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
-    suffix = 1
-    while os.path.exists(path):  # two runs started in the same second
-        suffix += 1
-        path = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
-    os.makedirs(path)
-    return path
+def with_env_defaults(args: Args, env: gym.Env) -> Args:
+    """Fill the settings left at None from ENV_DEFAULTS, and print what was filled in."""
+    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
+        (tuned_env for space, tuned_env in TUNED_ON.items() if isinstance(env.action_space, space)), None)
+    if tuned is None:  # an action space we cannot handle: check_args says so
+        return args
+    filled = {key: value for key, value in ENV_DEFAULTS[tuned].items() if getattr(args, key) is None}
+    if filled:
+        print(f"defaults for {tuned}: " + ", ".join(f"{key}={value}" for key, value in filled.items()))
+    return replace(args, **filled)
+
+
+# ---------------------------------------------------------------------------------------------------
+# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def seed_everything(seed: int, args):
+    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
 
 
 def write_atomically(path: str, write):
@@ -487,17 +621,16 @@ def write_json(path: str, data: dict):
 
 
 @torch.no_grad()
-def evaluate(actor: nn.Module, normalizer: Normalizer, args: Args, device: torch.device) -> list:
-    """Deterministic policy (mean or most probable action) on a fresh environment, seeded apart from the
-    training ones; observations normalized with the training statistics, frozen."""
+def evaluate(policy, args) -> list:
+    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
+    environment, seeded apart from the training one."""
     env = gym.make(args.env_id)
     returns = []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=args.seed + 10_000 + episode)
         done, episode_return = False, 0.0
         while not done:
-            action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
-            obs, reward, terminated, truncated, _ = env.step(env_actions(action.cpu().numpy(), env.action_space))
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -505,172 +638,107 @@ def evaluate(actor: nn.Module, normalizer: Normalizer, args: Args, device: torch
     return returns
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------------
-def train(args: Args) -> dict:
-    env = make_env(args.env_id)
-    args = with_env_defaults(args, env)
-    check_args(args, env)
-    env.close()
+class Run:
+    """One training run's folder, {run_dir}/{env_id}__{script}__{seed}__{unix time}/, and what goes into it:
+    args.json, episodes.csv (one row per finished training episode), metrics.csv (the algorithm's scalars),
+    eval.json and model.pt. Used as `with Run(...) as run:` around the training loop. However the loop ends
+    (Ctrl-C included), the files are closed, the environment too, and the parts given to save() are written
+    to model.pt. A progress line is printed at most every 2 seconds."""
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        stamp = int(time.time())
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+        suffix = 1
+        while os.path.exists(self.dir):  # two runs started in the same second
+            suffix += 1
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+        os.makedirs(self.dir)
+        write_json(os.path.join(self.dir, "args.json"), asdict(args))
+        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
+        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
+        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
+        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+        self.metrics_log.writerow(["global_step", *metric_names])
+        self.returns = self.lengths = None  # of the episodes under way, one per environment
+        self.recent_returns = deque(maxlen=10)
+        self.global_step = self.printed_step = 0
+        self.start_time = self.printed_time = time.time()
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
 
-    # Gymnasium 1.x vector envs reset an env whose episode ended on the *next* step by default. We ask for the
-    # SAME_STEP mode instead: the step that ends an episode already returns the first observation of the next
-    # one, and the real final observation arrives in info["final_obs"]. So every step of the rollout is a
-    # real transition (none is wasted on a reset step), and on a truncation we can bootstrap from
-    # V(final observation), the value of the state where the time limit cut the episode.
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    action_space = envs.single_action_space
-    obs_dim = envs.single_observation_space.shape[0]
-    discrete = isinstance(action_space, gym.spaces.Discrete)
-    action_shape = () if discrete else action_space.shape
-    # The actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides: the actor
-    # moves by the trust-region step of TRPO-2..4, the critic by Adam on its regression loss (TRPO-5)
-    actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0], args.hidden_size,
-                        args.log_std_init).to(device)
-    critic = Critic(obs_dim, args.hidden_size).to(device)
-    optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
-    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
+    def __enter__(self):
+        return self
 
-    # The rollout storage, preallocated: one row per step, one column per env
-    shape = (args.num_steps, args.num_envs)
-    obs_buf = np.zeros(shape + (obs_dim,), dtype=np.float32)
-    actions_buf = np.zeros(shape + action_shape, dtype=np.int64 if discrete else np.float32)
-    log_probs_buf = np.zeros(shape, dtype=np.float32)
-    rewards_buf, values_buf = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-    final_values_buf = np.zeros(shape, dtype=np.float32)  # V(final observation) where a time limit hit
-    terminated_buf, truncated_buf = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
-    batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.num_minibatches
-    num_iterations = args.total_timesteps // batch_size
+    def __exit__(self, kind, error, trace):
+        if kind is KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
+        self.episodes_file.close()
+        self.metrics_file.close()
+        if self.env is not None:
+            self.env.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(args=asdict(self.args), global_step=self.global_step)
+            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {self.dir}")
+        return False  # an exception, Ctrl-C included, goes on up
 
-    run_dir = make_run_folder(args)
-    write_json(os.path.join(run_dir, "args.json"), asdict(args))
-    episodes_file = open(os.path.join(run_dir, "episodes.csv"), "w", newline="")
-    metrics_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="")
-    episodes_log, metrics_log = csv.writer(episodes_file), csv.writer(metrics_file)
-    episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
-    metrics_log.writerow(["global_step", "value_loss", "entropy", "kl", "surrogate_improvement",
-                          "line_search_steps", "step_accepted", "rejected_updates"])
-    print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {num_iterations} rollouts of {args.num_envs} envs × "
-          f"{args.num_steps} steps = {num_iterations * batch_size:,} steps, device {device}")
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
 
-    start_time = last_print = time.time()
-    recent_returns = deque(maxlen=10)
-    value_loss = torch.tensor(float("nan"))
-    global_step, last_log_step, rejected_updates = 0, 0, 0
-    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
-    obs, _ = envs.reset(seed=args.seed)  # env i gets seed + i
-    envs.action_space.seed(args.seed)
-    obs = normalizer.observation(obs, update=True)
-    try:
-        for iteration in range(num_iterations):
-            # TRPO-1: collect num_steps steps of every env with the current policy π_θk
-            for step in range(args.num_steps):
-                obs_buf[step] = obs
-                with torch.no_grad():
-                    obs_tensor = torch.as_tensor(obs, device=device)
-                    actions, log_probs = actor.sample(obs_tensor)
-                    values_buf[step] = critic(obs_tensor).cpu().numpy()
-                actions = actions.cpu().numpy()
-                actions_buf[step], log_probs_buf[step] = actions, log_probs.cpu().numpy()
-                next_obs, rewards, terminated, truncated, info = envs.step(env_actions(actions, action_space))
-                global_step += args.num_envs
-                episode_returns += rewards
-                episode_lengths += 1
-                done = terminated | truncated
-                rewards_buf[step] = normalizer.reward(rewards, done)
-                terminated_buf[step], truncated_buf[step] = terminated, truncated & ~terminated
-                obs = normalizer.observation(next_obs, update=True)  # of a finished env: its next episode's start
-                if truncated_buf[step].any():  # bootstrap value of the real final observation
-                    cut = truncated_buf[step]
-                    final_obs = normalizer.observation(np.stack(info["final_obs"][cut]), update=False)
-                    with torch.no_grad():
-                        final_values_buf[step, cut] = critic(torch.as_tensor(final_obs, device=device)).cpu().numpy()
-                for i in np.flatnonzero(done):
-                    episodes_log.writerow([global_step, episode_returns[i], episode_lengths[i],
-                                           round(time.time() - start_time, 3)])
-                    recent_returns.append(episode_returns[i])
-                    episode_returns[i], episode_lengths[i] = 0.0, 0
-                if done.any():
-                    episodes_file.flush()
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
+                                    round(time.time() - self.start_time, 3)])
+        self.recent_returns.append(episodic_return)
 
-            # TRPO-1: GAE advantages and the critic's targets, from V(s_{t+1}) of each real successor:
-            # the next row's value, V(final obs) where a time limit cut the episode, V(obs) after the last step
-            with torch.no_grad():
-                last_values = critic(torch.as_tensor(obs, device=device)).cpu().numpy()
-            next_values = np.concatenate([values_buf[1:], last_values[None]])
-            next_values = np.where(truncated_buf, final_values_buf, next_values)
-            advantages, returns = compute_gae(rewards_buf, values_buf, next_values, terminated_buf,
-                                              terminated_buf | truncated_buf, args.gamma, args.gae_lambda)
+    def rewards(self, global_step: int, rewards, dones):
+        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
+        log the episodes that ended (dones), and print the progress line when it is due."""
+        if self.returns is None:
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+        self.returns += rewards
+        self.lengths += 1
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            self.episode(global_step, self.returns[i], self.lengths[i])
+            self.returns[i], self.lengths[i] = 0.0, 0
+        if len(ended):
+            self.episodes_file.flush()
+        self.progress(global_step)
 
-            b_obs = torch.as_tensor(obs_buf.reshape(batch_size, obs_dim), device=device)
-            b_actions = torch.as_tensor(actions_buf.reshape((batch_size,) + action_shape), device=device)
-            b_log_probs = torch.as_tensor(log_probs_buf.reshape(batch_size), device=device)
-            b_advantages = torch.as_tensor(advantages.reshape(batch_size), device=device)
-            b_returns = torch.as_tensor(returns.reshape(batch_size), device=device)
-            if args.norm_adv:
-                b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
-            # TRPO-2..4: the natural-gradient step inside the trust region, checked by the line search
-            stats = trpo_update(actor, b_obs, b_actions, b_log_probs, b_advantages, args.max_kl, args.cg_iters,
-                                args.cg_damping, args.backtrack_iters, args.backtrack_coef)
-            rejected_updates += 1 - int(stats["step_accepted"])
-            # TRPO-5: several epochs of shuffled mini-batches of regression of V_φ on the returns R̂_t (constants)
-            for epoch in range(args.update_epochs):
-                for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
-                    value_loss = F.mse_loss(critic(b_obs[mb]), b_returns[mb])
-                    optimizer.zero_grad()
-                    value_loss.backward()
-                    optimizer.step()
+    def log(self, global_step: int, *metrics):
+        """One row of metrics.csv, in the order of the metric names given to Run."""
+        self.metrics_log.writerow([global_step, *metrics])
+        self.metrics_file.flush()
 
-            if global_step - last_log_step >= args.log_frequency:
-                last_log_step = global_step
-                with torch.no_grad():
-                    entropy = actor.log_prob_entropy(b_obs, b_actions)[1].mean()
-                metrics_log.writerow([global_step, value_loss.item(), entropy.item(), stats["kl"],
-                                      stats["surrogate_improvement"], stats["line_search_steps"],
-                                      stats["step_accepted"], rejected_updates])
-                metrics_file.flush()
-                rejected_updates = 0
+    def progress(self, global_step: int):
+        self.global_step = global_step
+        now = time.time()
+        if now - self.printed_time < 2:
+            return
+        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
+        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
+              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+        self.printed_step, self.printed_time = global_step, now
 
-            if time.time() - last_print > 2:
-                last_print = time.time()
-                mean_return = np.mean(recent_returns) if recent_returns else float("nan")
-                print(f"step {global_step:>8,} | return (last 10) {mean_return:8.1f} | "
-                      f"value loss {value_loss.item():.4f} | {global_step / (last_print - start_time):,.0f} steps/s")
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {global_step:,}: saving the model and the logs so far")
-        raise
-    else:
-        sps = global_step / (time.time() - start_time)
-        returns = evaluate(actor, normalizer, args, device) if args.eval_episodes > 0 else []
+    def evaluate(self, global_step: int, policy) -> dict:
+        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
+        self.global_step = global_step
+        sps = global_step / (time.time() - self.start_time)
+        returns = evaluate(policy, self.args) if self.args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
                    "returns": returns, "episodes": len(returns), "global_step": global_step,
-                   "sps": sps, "wall_time": time.time() - start_time}
-        write_json(os.path.join(run_dir, "eval.json"), summary)
+                   "sps": sps, "wall_time": time.time() - self.start_time}
+        write_json(os.path.join(self.dir, "eval.json"), summary)
         print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
               f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
-    finally:
-        episodes_file.close()
-        metrics_file.close()
-        envs.close()
-        if args.save_model:
-            model = {"actor": actor.state_dict(), "critic": critic.state_dict(),
-                     "normalizer": normalizer.state_dict(), "args": asdict(args), "global_step": global_step}
-            write_atomically(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(model, tmp))
-        print(f"run folder: {run_dir}")
-    return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
-            "sps": sps, "run_dir": run_dir}
+        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+                "sps": sps, "run_dir": self.dir}
 
 
 if __name__ == "__main__":
