@@ -1,5 +1,6 @@
 """plots/: reading run folders, smoothing, first reach of a threshold, the benchmark table and the figures."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -76,3 +77,75 @@ def test_plot_writes_one_figure_per_env_and_per_algorithm(run_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(out)) == ["CartPole-v1.png", "dqn_CartPole-v1.png"]
     assert all(os.path.getsize(out / name) > 10_000 for name in os.listdir(out))
+
+
+# ---------------------------------------------------------------------------------------------------
+# teaching.py's over-estimation figure: the maximization-bias MDP, Monte-Carlo returns, the figure
+# ---------------------------------------------------------------------------------------------------
+import copy  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+
+import teaching  # noqa: E402
+from conftest import DQN_TINY  # noqa: E402
+
+
+def test_maximization_bias_env_dynamics_and_true_values():
+    env = gym.make(teaching.TOY_ID)
+    assert env.action_space.n == 10 and env.observation_space.shape == (2,)
+    obs, _ = env.reset(seed=0)
+    assert obs.tolist() == [1.0, 0.0]  # A
+    obs, reward, terminated, truncated, _ = env.step(0)  # right: the end, reward 0
+    assert (obs.tolist(), reward, terminated, truncated) == ([0.0, 0.0], 0.0, True, False)
+    rewards = []
+    for episode in range(3000):
+        env.reset()
+        obs, reward, terminated, _, _ = env.step(1 + episode % 9)  # every other action of A is left: to B
+        assert (obs.tolist(), reward, terminated) == ([0.0, 1.0], 0.0, False)
+        obs, reward, terminated, _, _ = env.step(episode % 10)  # every action of B ends, reward ~ N(-0.1, 1)
+        assert obs.tolist() == [0.0, 0.0] and terminated
+        rewards.append(reward)
+    assert np.mean(rewards) == pytest.approx(-0.1, abs=0.06) and np.std(rewards) == pytest.approx(1.0, abs=0.05)
+    # by hand: Q(B, a) = E[r] = -0.1 for every a; Q(A, left) = 0 + γ max_a Q(B, a) = -0.1 γ; Q(A, right) = 0
+    assert teaching.toy_true_values(0.99) == pytest.approx(
+        {"max_a Q(B, a)": -0.1, "Q(A, left)": -0.099, "Q(A, right)": 0.0})
+
+
+def test_monte_carlo_return_ignores_the_time_limit():
+    always_0 = lambda obs: np.zeros(len(obs), dtype=np.int64)  # noqa: E731
+    # CountTruncatedDiscrete-v0 (conftest): reward 1 a step, never terminates, time limit of 5 steps: the
+    # return rolls on past the limit to 1/(1 − γ) = 2 (less the tail under the tolerance), not 1.9375
+    snapshots, observations = teaching.visited_states(always_0, "CountTruncatedDiscrete-v0", episodes=1, stride=2)
+    assert observations[:, 0].tolist() == [0, 2, 4]  # the time limit ends the episode after 5 steps
+    returns = teaching.discounted_returns(always_0, snapshots, observations, gamma=0.5, tolerance=1e-6)
+    assert returns == pytest.approx([2.0] * 3, abs=1e-5)
+    # CountTerminatedDiscrete-v0 terminates after 3 steps: 1 + γ + γ²
+    env = gym.make("CountTerminatedDiscrete-v0")
+    obs, _ = env.reset(seed=0)
+    assert teaching.discounted_returns(always_0, [copy.deepcopy(env.unwrapped)], obs[None], 0.5) == \
+        pytest.approx([1.75])
+    # CartPole-v1 with a controller that never fails: every state, also the one at step 400 of the time-limited
+    # episode, is worth ≈ 1/(1 − γ) = 100, not (1 − γ^(500 − t)) / (1 − γ) (99.3 at t = 0, 63.4 at t = 400)
+    controller = lambda obs: (obs @ np.array([0.1, 0.5, 5.0, 1.0]) > 0).astype(np.int64)  # noqa: E731
+    snapshots, observations = teaching.visited_states(controller, "CartPole-v1", episodes=1, stride=100)
+    assert len(snapshots) == 5  # steps 0, 100, ..., 400 of a 500-step episode
+    returns = teaching.discounted_returns(controller, snapshots, observations, gamma=0.99)
+    assert np.all(returns > 99.98) and np.all(returns <= 100.0)
+
+
+def test_overestimation_figure_from_a_tiny_run_folder(tmp_path, monkeypatch):
+    run_dir, out = tmp_path / "runs", tmp_path / "png"
+    for script in teaching.DQN_SCRIPTS:
+        module = importlib.import_module(script)
+        module.train(module.Args(**dict(DQN_TINY, run_dir=str(run_dir), cuda=False)))
+    command = ["teaching.py", "--run-dir", str(run_dir), "--out", str(out), "--toy-budgets", "300",
+               "--toy-seeds", "1", "--value-episodes", "1", "--value-stride", "5"]
+    monkeypatch.setattr(sys, "argv", command)
+    teaching.main()
+    assert os.path.getsize(out / "teaching_overestimation.png") > 10_000
+    toy_runs = sorted(os.listdir(run_dir / "maximization_bias" / "steps_300"))
+    assert [name.split("__")[1:3] for name in toy_runs] == [["double_dqn", "1"], ["dqn", "1"]]
+    measure = teaching.toy_measure(str(run_dir / "maximization_bias" / "steps_300" / toy_runs[1]))
+    assert measure["greedy left"] in (0.0, 1.0) and measure["gamma"] == 0.99
+    teaching.toy_experiment(str(run_dir / "maximization_bias"), budgets=(300,), seeds=(1,))  # reused: no new runs
+    assert sorted(os.listdir(run_dir / "maximization_bias" / "steps_300")) == toy_runs
