@@ -11,7 +11,7 @@ written to `--out`, default plots/results.md) gives per script and env: the fina
 (mean ± std over seeds of each seed's eval mean), how many seeds reached the env's threshold in that
 evaluation, the median step and second at which the mean of the last 10 training returns first reached it,
 the wall time of a run (training and evaluation, from eval.json) and training steps per second. Then
-`python plots/plot.py --run-dir runs/benchmark` draws the curves.
+`python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures in plots/).
 """
 
 import argparse

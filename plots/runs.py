@@ -1,12 +1,16 @@
 """Reading run folders: shared by plot.py and benchmark.py.
 
-A run folder is `{run_dir}/{env_id}__{script}__{seed}__{unix_time}/` with episodes.csv, metrics.csv,
-args.json and, once training finished, eval.json (see the README's section on the layout of a script).
+A run folder is `{run_dir}/{env_id}__{exp_name}__{seed}__{unix_time}/` with episodes.csv, metrics.csv,
+args.json and, once training finished, eval.json (see the README's section on the layout of a script). The
+experiment name is a script's `--exp-name` (default: the script's name); args.json holds it as "exp_name" and
+the script as "script". Folders written before those keys existed have neither: both are then the second part
+of the folder's name.
 """
 
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +24,10 @@ THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0, "Acrobot-v1": -100.0}
 class Run:
     path: str
     env_id: str
+    exp_name: str
+    """the run's experiment name (--exp-name): the runs of one experiment are seeds of one curve"""
     script: str
+    """the algorithm script that trained it, without .py"""
     seed: int
     steps: np.ndarray
     """global_step at the end of each training episode"""
@@ -56,36 +63,65 @@ def read_columns(path: str) -> dict:
     return {name: np.array([float(row[i]) for row in body]) for i, name in enumerate(header)}
 
 
+def parse_name(name: str):
+    """(env_id, exp_name, seed, stamp) of a run folder's name, or None for another name."""
+    parts = name.split("__")
+    if len(parts) < 4 or not re.fullmatch(r"-?\d+", parts[-2]) or not re.fullmatch(r"\d+(-\d+)?", parts[-1]):
+        return None
+    return parts[0], "__".join(parts[1:-2]), int(parts[-2]), parts[-1]
+
+
+def read_run(path: str):
+    """The Run of one run folder, or None when `path` is no run folder (no such name or no episodes.csv)."""
+    parsed = parse_name(os.path.basename(os.path.normpath(path)))
+    if parsed is None or not os.path.exists(os.path.join(path, "episodes.csv")):
+        return None
+    env_id, name, seed, _ = parsed
+    args = {}
+    if os.path.exists(os.path.join(path, "args.json")):
+        with open(os.path.join(path, "args.json")) as f:
+            args = json.load(f)
+    episodes = read_columns(os.path.join(path, "episodes.csv"))
+    eval_path = os.path.join(path, "eval.json")
+    evaluation = None
+    if os.path.exists(eval_path):
+        with open(eval_path) as f:
+            evaluation = json.load(f)
+    return Run(path, env_id, args.get("exp_name") or name, args.get("script") or name, seed,
+               episodes["global_step"], episodes["episodic_return"], episodes["wall_time"], evaluation)
+
+
 def load_runs(run_dir: str) -> list:
-    """The run folders under run_dir, one per (env, script, seed): the newest."""
-    runs = {}
-    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
-        path = os.path.join(run_dir, name)
-        parts = name.split("__")
-        if len(parts) != 4 or not os.path.exists(os.path.join(path, "episodes.csv")):
-            continue
-        env_id, script, seed, stamp = parts
-        episodes = read_columns(os.path.join(path, "episodes.csv"))
-        eval_path = os.path.join(path, "eval.json")
-        evaluation = json.load(open(eval_path)) if os.path.exists(eval_path) else None
-        run = Run(path, env_id, script, int(seed), episodes["global_step"], episodes["episodic_return"],
-                  episodes["wall_time"], evaluation)
-        key = (env_id, script, int(seed))
-        if key not in runs or stamp_of(runs[key]) < stamp_of(run):
-            runs[key] = run
-    return list(runs.values())
+    """The run folders directly under run_dir (or run_dir itself if it is one), one per (env, experiment name,
+    seed): the newest."""
+    run = read_run(run_dir)
+    if run is not None:
+        return [run]
+    names = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []
+    return newest([run for run in (read_run(os.path.join(run_dir, name)) for name in names) if run is not None])
+
+
+def newest(runs: list) -> list:
+    """The newest of the runs per (env, experiment name, seed), in the order of their first appearance."""
+    kept = {}
+    for run in runs:
+        key = (run.env_id, run.exp_name, run.seed)
+        if key not in kept or stamp_of(kept[key]) < stamp_of(run):
+            kept[key] = run
+    return list(kept.values())
 
 
 def stamp_of(run: Run):
     """Unix time of a run folder's name, with the suffix of a second run in the same second."""
-    stamp = os.path.basename(run.path).split("__")[-1]
+    stamp = os.path.basename(os.path.normpath(run.path)).split("__")[-1]
     seconds, _, suffix = stamp.partition("-")
     return int(seconds), int(suffix or 1)
 
 
 def group(runs: list) -> dict:
-    """{(env_id, script): [runs sorted by seed]}"""
+    """{(env_id, exp_name): [runs sorted by seed]}, sorted by key. In the benchmark's folders (default
+    --exp-name) the experiment name is the script's name."""
     groups = {}
     for run in runs:
-        groups.setdefault((run.env_id, run.script), []).append(run)
+        groups.setdefault((run.env_id, run.exp_name), []).append(run)
     return {key: sorted(value, key=lambda r: r.seed) for key, value in sorted(groups.items())}

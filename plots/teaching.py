@@ -72,7 +72,7 @@ def load_q_network(run_path: str):
     and the run's args."""
     checkpoint = torch.load(os.path.join(run_path, "model.pt"), weights_only=True)
     args = checkpoint["args"]
-    script = os.path.basename(run_path.rstrip(os.sep)).split("__")[1]
+    script = checkpoint.get("script") or os.path.basename(run_path.rstrip(os.sep)).split("__")[1]  # older runs
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     module = importlib.import_module(script)

@@ -1,6 +1,8 @@
 """plots/: reading run folders, smoothing, first reach of a threshold, the benchmark table and the figures."""
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -13,12 +15,17 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "plots"))
 import benchmark  # noqa: E402
+import plot  # noqa: E402
 from runs import group, load_runs  # noqa: E402
 
 
-def fake_run(run_dir, env_id, script, seed, stamp, returns, eval_mean=None):
-    path = os.path.join(run_dir, f"{env_id}__{script}__{seed}__{stamp}")
+def fake_run(run_dir, env_id, script, seed, stamp, returns, eval_mean=None, exp_name=None):
+    """A run folder written by hand. With exp_name, args.json holds "exp_name" and "script" as the scripts
+    write them now, and the folder is named after exp_name; without, args.json has only settings, as before."""
+    path = os.path.join(run_dir, f"{env_id}__{exp_name or script}__{seed}__{stamp}")
     os.makedirs(path)
+    args = {"env_id": env_id, "seed": seed} | ({"exp_name": exp_name, "script": script} if exp_name else {})
+    json.dump(args, open(os.path.join(path, "args.json"), "w"))
     with open(os.path.join(path, "episodes.csv"), "w") as f:
         f.write("global_step,episodic_return,episodic_length,wall_time\n")
         for i, ret in enumerate(returns):
@@ -77,6 +84,82 @@ def test_plot_writes_one_figure_per_env_and_per_algorithm(run_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(out)) == ["CartPole-v1.png", "dqn_CartPole-v1.png"]
     assert all(os.path.getsize(out / name) > 10_000 for name in os.listdir(out))
+
+
+def run_plot(monkeypatch, *arguments):
+    """plot.py's main() in this process with these arguments: returns {figure file name: its legend's labels}
+    and what it printed."""
+    legends = {}
+    finish = plot.finish
+
+    def recording_finish(ax, env_id, title, path):
+        finish(ax, env_id, title, path)
+        legends[os.path.basename(path)] = [text.get_text() for text in ax.get_legend().get_texts()]
+
+    monkeypatch.setattr(plot, "finish", recording_finish)
+    monkeypatch.setattr(sys, "argv", ["plot.py", *arguments])
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        plot.main()
+    return legends, output.getvalue()
+
+
+@pytest.fixture
+def two_experiments(tmp_path):
+    """dqn and dqn_lr3e-4 on CartPole-v1, seed 1 each (and seed 2 of dqn_lr3e-4), in one folder."""
+    folder = str(tmp_path / "experiments")
+    fake_run(folder, "CartPole-v1", "dqn", 1, 1000, [100] * 20, eval_mean=500, exp_name="dqn")
+    fake_run(folder, "CartPole-v1", "dqn", 1, 1001, [50] * 20, eval_mean=100, exp_name="dqn_lr3e-4")
+    fake_run(folder, "CartPole-v1", "dqn", 2, 1001, [60] * 20, exp_name="dqn_lr3e-4")
+    return folder
+
+
+def committed_figures():
+    folder = os.path.join(ROOT, "plots")
+    return {name: os.path.getmtime(os.path.join(folder, name)) for name in os.listdir(folder)}
+
+
+def test_runs_group_by_experiment_name_and_old_folders_fall_back_to_the_folder_name(two_experiments, run_dir):
+    groups = group(load_runs(two_experiments))
+    assert list(groups) == [("CartPole-v1", "dqn"), ("CartPole-v1", "dqn_lr3e-4")]  # not one curve "dqn"
+    assert [run.seed for run in groups[("CartPole-v1", "dqn_lr3e-4")]] == [1, 2]
+    assert {run.script for runs in groups.values() for run in runs} == {"dqn"}
+    old = load_runs(run_dir)  # args.json without exp_name and script: both from the folder's name
+    assert {(run.exp_name, run.script) for run in old} == {("dqn", "dqn")}
+
+
+def test_plot_compares_experiments_into_the_run_folder(two_experiments, monkeypatch):
+    before = committed_figures()
+    legends, printed = run_plot(monkeypatch, two_experiments)
+    assert legends["CartPole-v1.png"] == ["dqn (1 seed)", "dqn_lr3e-4 (2 seeds)", "solved"]
+    assert legends["dqn_lr3e-4_CartPole-v1.png"] == ["dqn_lr3e-4 (2 seeds)", "solved"]
+    assert "dqn (1 seed: 1) in" in printed and "dqn_lr3e-4 (2 seeds: 1, 2) in" in printed
+    written = sorted(name for name in os.listdir(two_experiments) if name.endswith(".png"))
+    assert written == ["CartPole-v1.png", "dqn_CartPole-v1.png", "dqn_lr3e-4_CartPole-v1.png"]
+    assert committed_figures() == before  # plots/ untouched: no new file, none rewritten
+
+    legends, _ = run_plot(monkeypatch, "--run-dir", two_experiments, "--exp-names", "dqn_lr3e-4", "dqn")
+    assert legends["CartPole-v1.png"][:2] == ["dqn_lr3e-4 (2 seeds)", "dqn (1 seed)"]  # in the order given
+
+
+def test_plot_uses_the_labels_given(tmp_path, two_experiments, monkeypatch):
+    # one label per --exp-names name
+    out = tmp_path / "png"
+    legends, _ = run_plot(monkeypatch, two_experiments, "--exp-names", "dqn", "dqn_lr3e-4",
+                          "--labels", "lr 1e-3", "lr 3e-4", "--out", str(out))
+    assert legends["CartPole-v1.png"] == ["lr 1e-3 (1 seed)", "lr 3e-4 (2 seeds)", "solved"]
+    assert sorted(os.listdir(out)) == ["CartPole-v1.png", "lr_1e-3_CartPole-v1.png", "lr_3e-4_CartPole-v1.png"]
+    # one label per folder: the same experiment name in two folders gives two curves
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    fake_run(a, "CartPole-v1", "dqn", 1, 1000, [100] * 20, exp_name="dqn")
+    fake_run(b, "CartPole-v1", "dqn", 1, 1000, [50] * 20, exp_name="dqn")
+    legends, _ = run_plot(monkeypatch, "--run-dir", a, b, "--labels", "lr 1e-3", "lr 3e-4")
+    assert legends["CartPole-v1.png"] == ["lr 1e-3 (1 seed)", "lr 3e-4 (1 seed)", "solved"]
+    assert "CartPole-v1.png" in os.listdir(a) and "CartPole-v1.png" not in os.listdir(b)  # the first folder
+    legends, _ = run_plot(monkeypatch, a, b)  # without labels: the folder names the curve
+    assert legends["CartPole-v1.png"][:2] == [f"{a}: dqn (1 seed)", f"{b}: dqn (1 seed)"]
+    with pytest.raises(SystemExit, match="2 labels for 1 folder of runs"):
+        run_plot(monkeypatch, two_experiments, "--labels", "lr 1e-3", "lr 3e-4")
 
 
 # ---------------------------------------------------------------------------------------------------
