@@ -1,18 +1,22 @@
-"""A3C: the returns of a rollout, the gradients of its losses, the shared optimizer across processes, two
-workers writing one log, a crashing worker, Ctrl-C, and no process left behind. A3C's workers run asynchronously, so these tests check
-what holds whatever the interleaving, never exact returns."""
+"""A3C: the returns of a rollout, the gradients of its losses, a worker's loop (A3C-2 to A3C-6) run in the
+test's own process against a hand computation, the shared optimizer across processes, two workers writing one
+log, a crashing worker, Ctrl-C, and no process left behind. A3C's worker processes run asynchronously, so the
+multi-process tests check what holds whatever the interleaving, never exact returns; the worker's loop is
+checked exactly in-process, with one worker."""
 
 import os
 import subprocess
 import sys
 import time
 import uuid
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn as nn
 
 import a3c
 from conftest import ROOT, interrupt_once_logging, read_csv
@@ -78,6 +82,8 @@ def test_truncation_bootstraps_and_termination_does_not():
 # A3C-5: the gradients of one rollout's losses, on the local networks
 # ---------------------------------------------------------------------------------------------------
 def test_compute_gradients_leaves_the_clipped_gradients_of_the_a3c_loss_on_the_local_networks():
+    """The losses of A3C-5, summed over the rollout: a flipped sign of the actor's or the critic's loss, or of
+    the entropy bonus, fails here."""
     torch.manual_seed(0)
     actor, critic = a3c.CategoricalActor(3, 2, 8, 0.0), a3c.Critic(3, 8)
     parameters = list(actor.parameters()) + list(critic.parameters())
@@ -87,17 +93,227 @@ def test_compute_gradients_leaves_the_clipped_gradients_of_the_a3c_loss_on_the_l
                                                              max_grad_norm=1e9)
     # The losses of the slides, written with torch.distributions, and their gradients by autograd
     policy = torch.distributions.Categorical(logits=actor.logits(obs))
-    expected_policy_loss = -(policy.log_prob(actions) * advantages).mean()
-    expected_value_loss = ((returns - critic(obs)) ** 2).mean()
+    expected_policy_loss = -(policy.log_prob(actions) * advantages).sum()
+    expected_value_loss = ((returns - critic(obs)) ** 2).sum()
     assert policy_loss.item() == pytest.approx(expected_policy_loss.item(), rel=1e-5)
     assert value_loss.item() == pytest.approx(expected_value_loss.item(), rel=1e-5)
     assert entropy.item() == pytest.approx(policy.entropy().mean().item(), rel=1e-5)
-    loss = expected_policy_loss - 0.01 * policy.entropy().mean() + 0.5 * expected_value_loss
+    loss = expected_policy_loss - 0.01 * policy.entropy().sum() + 0.5 * expected_value_loss
     for p, expected in zip(parameters, torch.autograd.grad(loss, parameters)):
         assert torch.allclose(p.grad, expected, atol=1e-6)
     # A small max_grad_norm scales the gradients down to that global norm
     a3c.compute_gradients(actor, critic, batch, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.1)
     assert torch.stack([p.grad.norm() for p in parameters]).norm().item() == pytest.approx(0.1, rel=1e-4)
+
+
+def local_gradients(actor, critic, batch):
+    """The gradients compute_gradients leaves on the networks for `batch`, as one vector (no clipping)."""
+    a3c.compute_gradients(actor, critic, batch, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1e9)
+    return torch.cat([p.grad.flatten() for p in [*actor.parameters(), *critic.parameters()]])
+
+
+@pytest.mark.parametrize("actor_class, actions", [(a3c.CategoricalActor, torch.tensor([0, 1, 1, 0, 1])),
+                                                  (a3c.GaussianActor, torch.randn(5, 2))], ids=["Discrete", "Box"])
+def test_a_rollouts_gradient_is_the_sum_of_its_steps_gradients(actor_class, actions):
+    """Algorithm S3 sums the gradients over the rollout's steps: each step weighs the same whatever the length
+    of its rollout, so a 1-step rollout at an episode's end weighs per step what a full one does. Averaging
+    over the rollout (the loss's mean) fails here."""
+    torch.manual_seed(0)
+    actor, critic = actor_class(3, 2, 8, 0.0), a3c.Critic(3, 8)
+    batch = (torch.randn(5, 3), actions, torch.randn(5), torch.randn(5))
+    whole = local_gradients(actor, critic, batch)
+    steps = [local_gradients(actor, critic, tuple(x[i:i + 1] for x in batch)) for i in range(5)]
+    assert torch.allclose(whole, torch.stack(steps).sum(0), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# worker(): A3C-2 to A3C-6, run in the test's own process (one worker, so nothing interleaves)
+# ---------------------------------------------------------------------------------------------------
+class InProcessWorkers:
+    """A stand-in for a3c.Workers (read its worker's side): the step counter, the episode count and the
+    messages of one worker run by a plain call, in the test's process."""
+
+    def __init__(self):
+        self.global_step = SimpleNamespace(value=0)  # a3c.Workers: a shared counter with a lock
+        self.episodes, self.sent = 0, []
+
+    def keep_going(self) -> bool:
+        return True
+
+    def claim_step(self, total_timesteps: int) -> bool:
+        if self.global_step.value >= total_timesteps:
+            return False
+        self.global_step.value += 1
+        return True
+
+    def rewards(self, reward: float, done: bool):
+        self.episodes += int(done)
+
+    def send(self, kind: str, *row):
+        self.sent.append((kind, *row))
+
+
+def worker_args(env_id: str, num_steps: int, total_timesteps: int, **overrides) -> a3c.Args:
+    """Settings of an in-process worker on a conftest CountEnv (observation [t, 1], reward 1 a step), with an
+    unusual γ, an entropy bonus, and no clipping, reward scaling or learning-rate decay."""
+    settings = dict(env_id=env_id, num_steps=num_steps, total_timesteps=total_timesteps, gamma=0.77,
+                    gae_lambda=1.0, ent_coef=0.1, vf_coef=0.5, max_grad_norm=1e9, norm_reward=False,
+                    anneal_lr=False, hidden_size=4, cuda=False, save_model=False)
+    return a3c.Args(**dict(settings, **overrides))
+
+
+def global_networks(args: a3c.Args):
+    """The global actor and critic (A3C-1) for args.env_id, as train() makes them."""
+    env = gym.make(args.env_id)
+    networks = a3c.make_networks(env, args)
+    env.close()
+    return networks
+
+
+def run_worker(args: a3c.Args, actor, critic, lr: float):
+    """worker 0 until args.total_timesteps, with a plain SGD optimizer on the global networks: each update
+    is then θ ← θ − lr · gradient."""
+    optimizer = torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=lr)
+    workers = InProcessWorkers()
+    a3c.worker(0, args, actor, critic, optimizer, workers)
+    assert workers.global_step.value == args.total_timesteps
+
+
+def vector(*networks) -> torch.Tensor:
+    return nn.utils.parameters_to_vector([p for net in networks for p in net.parameters()]).detach().clone()
+
+
+def linear_networks(monkeypatch, args: a3c.Args):
+    """Global networks made linear (a3c.mlp patched to one nn.Linear, for the worker's local networks too),
+    with fixed weights that differ from any the worker would initialize: logits or mean μ = tanh(W s + b)
+    (bounded Box actions), V(s) = w·s + c."""
+    monkeypatch.setattr(a3c, "mlp", lambda in_dim, out_dim, hidden_size, out_gain: nn.Sequential(
+        nn.Linear(in_dim, out_dim)))
+    actor, critic = global_networks(args)
+    fixed = {"logits.0.weight": [[0.3, -0.2], [-0.1, 0.4]], "logits.0.bias": [0.05, -0.05],
+             "mean.0.weight": [[0.2, -0.3]], "mean.0.bias": [0.1], "log_std": [-0.3],
+             "net.0.weight": [[0.5, 0.2]], "net.0.bias": [0.1]}
+    with torch.no_grad():
+        for name, p in [*actor.named_parameters(), *critic.named_parameters()]:
+            p.copy_(torch.tensor(fixed[name]))
+    return actor, critic
+
+
+def hand_gradients(params: dict, actions, n: int, terminated: bool, args: a3c.Args) -> dict:
+    """The gradient of one rollout's A3C-5 loss, written out for the linear networks on CountEnv: states
+    s_i = [i, 1] for i < n, reward 1 a step, last state s_n = [n, 1];
+    R = 0 if terminated else V(s_n), R_i = 1 + γ R_{i+1};
+    loss = Σ_i [−(R_i − V(s_i)) log π(a_i|s_i) − β H(π(·|s_i)) + c_v (R_i − V(s_i))²], R_i − V(s_i) constant
+    in the actor's term."""
+    params = {name: value.clone().requires_grad_(True) for name, value in params.items()}
+    states = torch.tensor([[float(i), 1.0] for i in range(n + 1)])
+
+    def V(s):
+        return s @ params["net.0.weight"][0] + params["net.0.bias"][0]
+
+    R = 0.0 if terminated else V(states[n]).item()
+    returns = []
+    for i in reversed(range(n)):
+        R = 1.0 + args.gamma * R
+        returns.insert(0, R)
+    returns, values = torch.tensor(returns), V(states[:n])
+    advantages, actions = (returns - values).detach(), torch.as_tensor(np.array(actions))
+    if "logits.0.weight" in params:  # softmax policy over 2 actions
+        log_p = (states[:n] @ params["logits.0.weight"].T + params["logits.0.bias"]).log_softmax(-1)
+        log_probs = log_p[torch.arange(n), actions]
+        entropies = -(log_p.exp() * log_p).sum(-1)
+    else:  # Gaussian with mean tanh(W s + b) in the bounds [-1, 1] and a learned log σ
+        mean = torch.tanh(states[:n] @ params["mean.0.weight"][0] + params["mean.0.bias"][0])
+        log_std = params["log_std"][0]
+        log_probs = -0.5 * ((actions[:, 0] - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+        entropies = (0.5 * np.log(2 * np.pi * np.e) + log_std).expand(n)
+    loss = (-(advantages * log_probs).sum() - args.ent_coef * entropies.sum()
+            + args.vf_coef * ((returns - values) ** 2).sum())
+    return dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+
+
+@pytest.mark.parametrize("env_id, num_steps, n, terminated", [
+    ("CountTerminatedDiscrete-v0", 5, 3, True),   # the episode terminates after 3 steps: R = 0
+    ("CountTruncatedDiscrete-v0", 5, 5, False),   # the time limit cuts it after 5: R = V(final observation)
+    ("CountTruncatedDiscrete-v0", 3, 3, False),   # t_max ends the rollout: R = V(state reached)
+    ("CountTerminatedContinuous-v0", 5, 3, True),
+    ("CountTruncatedContinuous-v0", 5, 5, False),
+], ids=["terminated", "truncated", "t_max", "Box-terminated", "Box-truncated"])
+def test_a_workers_rollout_moves_the_global_networks_by_the_hand_computed_gradient(
+        monkeypatch, env_id, num_steps, n, terminated):
+    """One rollout of worker(): the global parameters after it are θ − lr · ∇loss, with the gradient written
+    out by hand at the global parameters. Fails when the local networks do not copy the global ones (A3C-2),
+    when γ, the end of the episode (termination vs truncation) or the sign of a loss is wrong at the call
+    site (A3C-4, A3C-5), when the losses are averaged rather than summed, and when the local gradients do not
+    reach the global parameters or the optimizer steps before they do (A3C-6)."""
+    args, lr = worker_args(env_id, num_steps, total_timesteps=n), 0.01
+    actor, critic = linear_networks(monkeypatch, args)
+    before = {name: p.detach().clone() for name, p in [*actor.named_parameters(), *critic.named_parameters()]}
+    actions, original = [], a3c.env_actions
+
+    def recording_env_actions(action, action_space):  # the actions the worker sampled, as the env gets them
+        actions.append(action)
+        return original(action, action_space)
+
+    monkeypatch.setattr(a3c, "env_actions", recording_env_actions)
+    run_worker(args, actor, critic, lr)
+    assert len(actions) == n
+    gradients = hand_gradients(before, actions, n, terminated, args)
+    for name, p in [*actor.named_parameters(), *critic.named_parameters()]:
+        assert torch.allclose(p, before[name] - lr * gradients[name], rtol=1e-4, atol=1e-6), name
+        assert not torch.equal(p, before[name]), name
+
+
+def test_every_rollout_starts_from_the_global_parameters_and_steps_them_with_its_gradients(monkeypatch):
+    """Several rollouts of worker() on the real networks, a spy on compute_gradients: before each one the
+    local networks equal the global ones (A3C-2 at every rollout, not only the first), and the global ones then
+    move by −lr times exactly the local gradients of that rollout (A3C-6), not those of the one before. The
+    gradient, a sum over the rollout, is clipped at max_grad_norm · t_max (a full rollout's mean at
+    max_grad_norm)."""
+    args, lr = worker_args("CountTerminatedDiscrete-v0", num_steps=2, total_timesteps=12), 0.1
+    torch.manual_seed(123)  # global networks unlike the worker's own initialization (its seed is args.seed)
+    actor, critic = global_networks(args)
+    calls, clip_thresholds, original = [], [], a3c.compute_gradients
+
+    def spy(local_actor, local_critic, batch, ent_coef, vf_coef, max_grad_norm):
+        local, global_before = vector(local_actor, local_critic), vector(actor, critic)
+        losses = original(local_actor, local_critic, batch, ent_coef, vf_coef, max_grad_norm)
+        grads = torch.cat([p.grad.flatten() for p in [*local_actor.parameters(), *local_critic.parameters()]])
+        calls.append((local, global_before, grads.clone()))
+        clip_thresholds.append(max_grad_norm)
+        return losses
+
+    monkeypatch.setattr(a3c, "compute_gradients", spy)
+    run_worker(args, actor, critic, lr)
+    assert len(calls) == 8  # episodes of 3 steps, rollouts of 2: 2, 1, 2, 1, ...
+    assert clip_thresholds == [args.max_grad_norm * args.num_steps] * 8
+    global_after = [global_before for _, global_before, _ in calls[1:]] + [vector(actor, critic)]
+    for (local, global_before, grads), after in zip(calls, global_after):
+        assert torch.equal(local, global_before), "the local networks did not copy the global ones"
+        assert torch.allclose(after, global_before - lr * grads, atol=1e-6)
+        assert grads.abs().sum() > 0
+
+
+def test_worker_passes_args_gamma_to_the_returns_and_the_reward_scaler(monkeypatch):
+    """Spies on rollout_returns and RewardScaler: the worker gives both the γ and λ of Args (γ → 0 at either
+    call site fails here), and tells rollout_returns whether each rollout ended by termination."""
+    returns_calls, scalers, original_returns, original_scaler = [], [], a3c.rollout_returns, a3c.RewardScaler
+
+    def spy_returns(rewards, values, last_value, terminated, gamma, gae_lambda):
+        returns_calls.append((len(rewards), terminated, gamma, gae_lambda))
+        return original_returns(rewards, values, last_value, terminated, gamma, gae_lambda)
+
+    def spy_scaler(gamma, norm_reward):
+        scalers.append(gamma)
+        return original_scaler(gamma, norm_reward)
+
+    monkeypatch.setattr(a3c, "rollout_returns", spy_returns)
+    monkeypatch.setattr(a3c, "RewardScaler", spy_scaler)
+    args = worker_args("CountTerminatedDiscrete-v0", num_steps=2, total_timesteps=12, norm_reward=True,
+                       gae_lambda=0.9)
+    run_worker(args, *global_networks(args), lr=0.01)
+    assert scalers == [0.77]
+    assert returns_calls == [(2, False, 0.77, 0.9), (1, True, 0.77, 0.9)] * 4
 
 
 # ---------------------------------------------------------------------------------------------------
