@@ -275,6 +275,9 @@ def check_args(args: Args, env: gym.Env):
         fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
+        (args.total_timesteps <= args.learning_starts,
+         f"total_timesteps ({args.total_timesteps}) must exceed learning_starts ({args.learning_starts}), "
+         "or the run ends before its first gradient step"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (not 0 < args.tau <= 1, "tau must lie in (0, 1]"),
@@ -318,6 +321,8 @@ def seed_everything(seed: int, args):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if args.cuda and args.torch_deterministic:  # deterministic cuBLAS needs this before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(args.torch_deterministic)
     torch.set_num_threads(args.torch_threads)
 
@@ -407,6 +412,7 @@ class Run:
     def episode(self, global_step: int, episodic_return, episodic_length):
         self.episodes_log.writerow([global_step, episodic_return, episodic_length,
                                     round(time.time() - self.start_time, 3)])
+        self.episodes_file.flush()
         self.recent_returns.append(episodic_return)
 
     def rewards(self, global_step: int, rewards, dones):
@@ -416,12 +422,9 @@ class Run:
             self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
         self.returns += rewards
         self.lengths += 1
-        ended = np.flatnonzero(dones)
-        for i in ended:
+        for i in np.flatnonzero(dones):
             self.episode(global_step, self.returns[i], self.lengths[i])
             self.returns[i], self.lengths[i] = 0.0, 0
-        if len(ended):
-            self.episodes_file.flush()
         self.progress(global_step)
 
     def log(self, global_step: int, *metrics):
@@ -430,15 +433,16 @@ class Run:
         self.metrics_file.flush()
 
     def progress(self, global_step: int):
+        """Every 2 seconds: the step, the mean of the last 10 training returns, the recent speed, the time left."""
         self.global_step = global_step
         now = time.time()
         if now - self.printed_time < 2:
             return
         steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
-        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        left = f"{(self.total_steps - global_step) / steps_per_second:,.0f} s left" if steps_per_second else "starting"
         mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
         print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
-              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+              f"{steps_per_second:,.0f} steps/s | {left}")
         self.printed_step, self.printed_time = global_step, now
 
     def evaluate(self, global_step: int, policy) -> dict:

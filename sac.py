@@ -14,8 +14,9 @@ The lecture's steps, as labelled in the code below:
   SAC-4  actor: maximize min_i Q_φi(s, ã_θ(s)) − α log π_θ(ã_θ(s)|s), ã_θ(s) reparameterized (ã = f_θ(s, ε)
          with noise ε, so the gradient flows through the sample): high value and high entropy at once
   SAC-5  soft target updates φ' ← τφ + (1 − τ)φ' (the slides' ρ is 1 − τ): the targets trail slowly
-  SAC-6  tune α toward the target entropy −dim(A) (on by default; --no-autotune keeps α fixed): α trades
-         reward against entropy, and a fixed α suits one reward scale only
+  SAC-6  tune α toward the target entropy −dim(A) of the action in [−1, 1] units, whatever the bounds (on by
+         default; --no-autotune keeps α fixed): α trades reward against entropy, and a fixed α suits one reward
+         scale only
 Compared with td3.py: a sampled action instead of added noise, an entropy term in the target and in the actor
 loss, no target actor, and the actor updated at every step.
 Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
@@ -89,7 +90,7 @@ class Args:
     learning_starts: int = 5_000
     """environment steps of uniformly random actions before learning starts"""
     autotune: bool = True
-    """tune α automatically toward the target entropy −dim(A) (SAC-6)"""
+    """tune α automatically toward the target entropy −dim(A) of the action in [−1, 1] units (SAC-6)"""
     alpha: float = 0.2
     """entropy coefficient α: fixed with --no-autotune, its starting value otherwise"""
     log_frequency: int = 500
@@ -233,7 +234,13 @@ def update_actor(actor, actor_optimizer, critic, batch, alpha):
 
 def update_alpha(log_alpha, alpha_optimizer, log_prob, target_entropy: float):
     """SAC-6: one gradient step on J(α) with the log-probabilities of the actor step; returns the new
-    α = exp(log α), without gradient."""
+    α = exp(log α), without gradient.
+    The target −dim(A) of Haarnoja et al. 2018b is meant for actions in [−1, 1], so log_prob is that of the
+    action in those units: log π_θ(ã|s) + Σ_i log scale_i, since ã = bias + scale · tanh(u) stretches dimension i
+    by scale_i. With log π in env units the target would move with the bounds (Pendulum's scale 2 would turn −1
+    into −1 − log 2 ≈ −1.69 in [−1, 1] units). Shifting log π rather than the target keeps the paper's −dim(A),
+    and the logged entropy comparable with it; the critics and the actor keep log π in env units, where
+    Σ_i log scale_i is the same constant for every action."""
     loss_alpha = alpha_loss(log_alpha, log_prob, target_entropy)
     alpha_optimizer.zero_grad()
     loss_alpha.backward()
@@ -266,10 +273,12 @@ def train(args: Args) -> dict:
     critic_target.load_state_dict(critic.state_dict())
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)  # both critics
-    # SAC-6: α = exp(log α) stays positive; the target entropy −dim(A) is the heuristic of Haarnoja et al. 2018b
+    # SAC-6: α = exp(log α) stays positive; the target entropy −dim(A) of Haarnoja et al. 2018b is for actions in
+    # [−1, 1]: J(α) and the logged entropy take log π in those units, log π + Σ_i log scale_i (see update_alpha)
     log_alpha = torch.tensor([math.log(args.alpha)], device=device, requires_grad=args.autotune)
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.learning_rate, fused=True)
     target_entropy, alpha = -float(action_dim), log_alpha.detach().exp()
+    log_scale = actor.action_scale.log().sum()  # Σ_i log scale_i
     buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
 
     @torch.no_grad()
@@ -305,14 +314,14 @@ def train(args: Args) -> dict:
                                                       args.gamma, alpha)
                 # SAC-4: maximize min_i Q_φi(s, ã) − α log π_θ(ã|s) through a reparameterized ã
                 actor_loss, log_prob = update_actor(actor, actor_optimizer, critic, batch, alpha)
-                # SAC-6: one step on J(α) with the log-probabilities of the actor step
+                # SAC-6: one step on J(α) with the log-probabilities of the actor step, in [−1, 1] units
                 if args.autotune:
-                    alpha = update_alpha(log_alpha, alpha_optimizer, log_prob, target_entropy)
+                    alpha = update_alpha(log_alpha, alpha_optimizer, log_prob + log_scale, target_entropy)
                 # SAC-5: the target critics slowly track the learned ones
                 soft_update(critic_target, critic, args.tau)
                 if global_step % args.log_frequency == 0:
                     run.log(global_step, critic_loss.item(), actor_loss.item(), q_values.mean().item(),
-                            alpha.item(), -log_prob.mean().item())
+                            alpha.item(), -(log_prob + log_scale).mean().item())
         return run.evaluate(global_step, policy)
 
 
@@ -331,6 +340,9 @@ def check_args(args: Args, env: gym.Env):
         fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
+        (args.total_timesteps <= args.learning_starts,
+         f"total_timesteps ({args.total_timesteps}) must exceed learning_starts ({args.learning_starts}), "
+         "or the run ends before its first gradient step"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (not 0 < args.tau <= 1, "tau must lie in (0, 1]"),
@@ -374,6 +386,8 @@ def seed_everything(seed: int, args):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if args.cuda and args.torch_deterministic:  # deterministic cuBLAS needs this before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(args.torch_deterministic)
     torch.set_num_threads(args.torch_threads)
 
@@ -463,6 +477,7 @@ class Run:
     def episode(self, global_step: int, episodic_return, episodic_length):
         self.episodes_log.writerow([global_step, episodic_return, episodic_length,
                                     round(time.time() - self.start_time, 3)])
+        self.episodes_file.flush()
         self.recent_returns.append(episodic_return)
 
     def rewards(self, global_step: int, rewards, dones):
@@ -472,12 +487,9 @@ class Run:
             self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
         self.returns += rewards
         self.lengths += 1
-        ended = np.flatnonzero(dones)
-        for i in ended:
+        for i in np.flatnonzero(dones):
             self.episode(global_step, self.returns[i], self.lengths[i])
             self.returns[i], self.lengths[i] = 0.0, 0
-        if len(ended):
-            self.episodes_file.flush()
         self.progress(global_step)
 
     def log(self, global_step: int, *metrics):
@@ -486,15 +498,16 @@ class Run:
         self.metrics_file.flush()
 
     def progress(self, global_step: int):
+        """Every 2 seconds: the step, the mean of the last 10 training returns, the recent speed, the time left."""
         self.global_step = global_step
         now = time.time()
         if now - self.printed_time < 2:
             return
         steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
-        seconds_left = (self.total_steps - global_step) / max(steps_per_second, 1e-9)
+        left = f"{(self.total_steps - global_step) / steps_per_second:,.0f} s left" if steps_per_second else "starting"
         mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
         print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
-              f"{steps_per_second:,.0f} steps/s | {seconds_left:,.0f} s left")
+              f"{steps_per_second:,.0f} steps/s | {left}")
         self.printed_step, self.printed_time = global_step, now
 
     def evaluate(self, global_step: int, policy) -> dict:
