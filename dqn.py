@@ -223,6 +223,8 @@ def check_args(args: Args, env: gym.Env):
         (args.buffer_size <= 0 or args.batch_size <= 0, "buffer_size and batch_size must be positive"),
         (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
         (args.learning_starts < args.batch_size, "learning_starts must be at least batch_size"),
+        (args.total_timesteps <= args.learning_starts, f"total_timesteps ({args.total_timesteps}) must exceed "
+         f"learning_starts ({args.learning_starts}), or the run ends before its first gradient step"),
         (min(args.train_frequency, args.target_network_frequency, args.log_frequency) <= 0,
          "train_frequency, target_network_frequency and log_frequency must be positive"),
         (not (0 <= args.end_e <= args.start_e <= 1), "need 0 <= end_e <= start_e <= 1"),

@@ -124,3 +124,15 @@ def test_train_passes_gamma_and_copies_the_online_network_into_the_target(monkey
     assert len(targets) >= (400 - 100) // 40, "the target network did not follow the online one"
     for k, (_, _, target) in enumerate(calls[1:], start=1):
         assert any(torch.equal(target, online) for _, online, _ in calls[:k + 1]) or torch.equal(target, calls[0][2])
+
+
+@pytest.mark.parametrize("name", ["dqn", "double_dqn", "dueling_dqn", "per_dqn"])
+def test_a_run_without_a_gradient_step_is_refused(name, tmp_path, capsys):
+    """total_timesteps at or below learning_starts would train nothing and say nothing: one clear line instead."""
+    module = __import__(name)
+    with pytest.raises(SystemExit) as stop:
+        module.train(module.Args(total_timesteps=500, learning_starts=500, batch_size=32, run_dir=str(tmp_path)))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "learning_starts (500)" in err and "total_timesteps (500)" in err, err
+    assert not list(tmp_path.iterdir()), "a refused run must not leave a run folder"
