@@ -1,6 +1,7 @@
 """The math of a2c.py and ppo.py: GAE with terminated against truncated steps, the vector-env loop's final
 observations and masks, log-probabilities, the clipped objective, normalization saved with the model, and
-the Gaussian mean kept inside the action bounds (a2c.py and a3c.py)."""
+the Gaussian mean kept inside the action bounds (a2c.py and a3c.py); the update functions against their losses
+written out by hand, what train() hands them, and a two-armed bandit that training must solve."""
 
 import json
 import os
@@ -293,3 +294,243 @@ def test_gradient_steps_per_rollout(module, tmp_path):
         hook.remove()
     rollouts = 96 // (2 * 16)
     assert len(steps) == (rollouts * 3 * 4 if module is ppo else rollouts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The update functions on a fixed batch, against the losses written out by hand
+# ---------------------------------------------------------------------------------------------------
+def linear_actor_critic(module):
+    """The script's own actor and critic classes with their networks swapped for linear maps without bias,
+    logits = W s and V(s) = w · s, whose losses the tests can write out in a line each."""
+    actor = module.CategoricalActor(obs_dim=2, n_actions=2, hidden_size=1, log_std_init=0.0)
+    critic = module.Critic(obs_dim=2, hidden_size=1)
+    actor.logits, critic.net = nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        actor.logits.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.8]]))
+        critic.net.weight.copy_(torch.tensor([[0.4, -0.1]]))
+    return actor, critic
+
+
+def fixed_batch(actor, n=4):
+    """n ≤ 4 samples whose advantages differ from their returns. PPO's old log-probabilities are chosen so the
+    ratios π_θ / π_θk start at 1.5, 0.5, 1.25 and 1.4: with ε = 0.3, the first two are clipped on the side
+    their advantage pushes them (no gradient), the third is inside [0.7, 1.3] (and would be clipped with
+    ε = 0.2) and the fourth is outside on the other side (gradient)."""
+    obs = torch.tensor([[1.0, 0.5], [0.2, 1.0], [0.6, -0.4], [-0.3, 0.8]])
+    actions = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():  # log π_θ(a|s) written out: log softmax(W s)_a
+        log_pi = (obs @ actor.logits.weight.T).log_softmax(-1)[torch.arange(4), actions]
+    batch = dict(obs=obs, actions=actions, old_log_probs=log_pi - torch.tensor([1.5, 0.5, 1.25, 1.4]).log(),
+                 advantages=torch.tensor([1.0, -0.5, 2.0, -1.5]), returns=torch.tensor([0.7, -0.2, 1.1, 0.4]))
+    return {key: value[:n] for key, value in batch.items()}
+
+
+def run_update(module, actor, critic, optimizer, batch, coefs):
+    """One call of the script's update function: a2c's update() or ppo's ppo_update()."""
+    common = dict(ent_coef=coefs["ent_coef"], vf_coef=coefs["vf_coef"], max_grad_norm=1e6,
+                  norm_adv=coefs["norm_adv"])  # max_grad_norm: no clipping, the step is lr · gradient
+    if module is a2c:
+        return a2c.update(actor, critic, optimizer,
+                          (batch["obs"], batch["actions"], batch["advantages"], batch["returns"]), **common)
+    return ppo.ppo_update(actor, critic, optimizer, (batch["obs"], batch["actions"], batch["old_log_probs"],
+                                                     batch["advantages"], batch["returns"]),
+                          clip_coef=coefs["clip_coef"], update_epochs=coefs["epochs"], num_minibatches=1,
+                          **common)
+
+
+def losses_by_hand(W, w, batch, coefs, ppo_objective):
+    """The loss of A2C-3/A2C-4 or PPO-4/PPO-5 at logits = W s, V(s) = w · s, written out: the advantages
+    normalized to mean 0, std 1 (left as they are when there is a single sample), then
+      A2C: −mean log π(a|s) Â       PPO: −mean min(r Â, clip(r, 1−ε, 1+ε) Â), r = exp(log π(a|s) − log π_θk(a|s))
+    − ent_coef · mean entropy + vf_coef · mean (V(s) − R̂)². Returns the total and its three parts."""
+    obs, actions, advantages = batch["obs"], batch["actions"], batch["advantages"]
+    pi = torch.distributions.Categorical(logits=obs @ W.T)
+    if coefs["norm_adv"] and len(advantages) > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    if ppo_objective:
+        ratio = (pi.log_prob(actions) - batch["old_log_probs"]).exp()
+        clipped = ratio.clamp(1 - coefs["clip_coef"], 1 + coefs["clip_coef"])
+        policy_loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+    else:
+        policy_loss = -(pi.log_prob(actions) * advantages).mean()
+    value_loss = ((obs @ w - batch["returns"]) ** 2).mean()
+    entropy = pi.entropy().mean()
+    return policy_loss - coefs["ent_coef"] * entropy + coefs["vf_coef"] * value_loss, (policy_loss, value_loss,
+                                                                                        entropy)
+
+
+def sgd_by_hand(W, w, batch, coefs, ppo_objective, lr, steps):
+    """`steps` plain gradient steps θ ← θ − lr ∇loss on losses_by_hand; returns W, w and the parts of the loss
+    before the last step (what the update functions return)."""
+    for _ in range(steps):
+        W, w = W.detach().requires_grad_(), w.detach().requires_grad_()
+        loss, parts = losses_by_hand(W, w, batch, coefs, ppo_objective)
+        grad_W, grad_w = torch.autograd.grad(loss, (W, w))
+        W, w = W - lr * grad_W, w - lr * grad_w
+    return W.detach(), w.detach(), [part.detach() for part in parts]
+
+
+@BOTH
+@pytest.mark.parametrize("n", [4, 1], ids=["4_samples", "1_sample"])
+def test_update_is_plain_gradient_steps_on_the_losses_written_out(module, n):
+    """With plain SGD the update must move W (actor) and w (critic) by −lr ∇ of the loss written out in
+    losses_by_hand, and return its parts. Catches a sign flipped on the policy loss, the value loss or the
+    entropy bonus (wherever the total is formed), the returns used in place of the advantages, and in PPO:
+    min/max swapped, the ratio inverted, ε ignored, the old log-probabilities recomputed with the current
+    policy (ratio 1: no clipping), each of PPO's 2 epochs not taking its own step. With a single sample the
+    advantage is left unnormalized: the parameters stay finite (std() of one sample is NaN)."""
+    actor, critic = linear_actor_critic(module)
+    batch = fixed_batch(actor, n)
+    coefs = dict(ent_coef=0.3, vf_coef=0.5, norm_adv=True, clip_coef=0.3, epochs=2)
+    lr = 0.1
+    W, w = actor.logits.weight.detach().clone(), critic.net.weight.detach().clone().squeeze(0)
+    optimizer = torch.optim.SGD(list(actor.parameters()) + list(critic.parameters()), lr=lr)
+    returned = run_update(module, actor, critic, optimizer, batch, coefs)
+    expected_W, expected_w, expected_parts = sgd_by_hand(W, w, batch, coefs, ppo_objective=module is ppo, lr=lr,
+                                                         steps=coefs["epochs"] if module is ppo else 1)
+    assert torch.isfinite(actor.logits.weight).all() and torch.isfinite(critic.net.weight).all()
+    assert torch.allclose(actor.logits.weight, expected_W, atol=1e-6)
+    assert torch.allclose(critic.net.weight.squeeze(0), expected_w, atol=1e-6)
+    assert not torch.allclose(expected_W, W, atol=1e-3) and not torch.allclose(expected_w, w, atol=1e-3)
+    for got, expected in zip(returned[:3], expected_parts):  # policy loss, value loss, mean entropy
+        assert got.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+
+
+@BOTH
+def test_the_entropy_bonus_raises_the_entropy(module):
+    """With all advantages 0 and no critic loss, only the entropy bonus moves the policy: a few updates must
+    make a far-from-uniform policy more uniform (a flipped bonus sign lowers the entropy)."""
+    actor, critic = linear_actor_critic(module)
+    with torch.no_grad():
+        actor.logits.weight.mul_(2)
+    batch = dict(fixed_batch(actor), advantages=torch.zeros(4))
+    coefs = dict(ent_coef=0.5, vf_coef=0.0, norm_adv=False, clip_coef=0.2, epochs=1)
+    optimizer = torch.optim.SGD(actor.parameters(), lr=2.0)
+    entropies = []
+    for _ in range(5):
+        entropies.append(run_update(module, actor, critic, optimizer, batch, coefs)[2].item())
+    assert entropies == sorted(entropies) and entropies[-1] > entropies[0] + 0.05
+
+
+# ---------------------------------------------------------------------------------------------------
+# What train() hands the update functions
+# ---------------------------------------------------------------------------------------------------
+def snapshot(value):
+    """A copy of an argument as it is at the call: the rollout's arrays (and the tensors that share their memory)
+    are overwritten by the next rollout. Networks, optimizers and numbers are kept as they are."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, tuple):
+        return tuple(snapshot(v) for v in value)
+    return value
+
+
+def spy_on(monkeypatch, module, name, also=None):
+    """Replace module.name by a function that records a snapshot of the arguments of every call (and also(*args)
+    if given, computed before the call) and then calls the original. Returns the list of the recordings."""
+    calls, original = [], getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append((snapshot(args), snapshot(kwargs), also(*args) if also else None))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def update_name(module):
+    return "update" if module is a2c else "ppo_update"
+
+
+def stored_log_probs_by_the_policy(actor, critic, optimizer, batch, *rest):
+    """log π_θk(a|s) of the batch's samples, by the actor as it is when the update starts (still π_θk)."""
+    with torch.no_grad():
+        return actor.log_prob_entropy(batch[0], batch[1])[0]
+
+
+@BOTH
+def test_train_gives_the_update_the_gae_of_its_rollout_with_args_gamma(module, monkeypatch, tmp_path):
+    """Spy on compute_gae and on the update during a short run with an unusual γ = 0.77: the advantages and
+    returns the update gets must be GAE(γ = 0.77, λ) of the rollout, computed here by a plain loop (catches γ
+    ignored or replaced at the call site and the returns passed as advantages), the reward normalization
+    must discount by the same γ, and PPO must get ε, its epochs and mini-batches from Args and the log-probabilities
+    of the policy that collected the rollout."""
+    gaes = spy_on(monkeypatch, module, "compute_gae")
+    updates = spy_on(monkeypatch, module, update_name(module),
+                     also=stored_log_probs_by_the_policy if module is ppo else None)
+    normalizers = spy_on(monkeypatch, module, "Normalizer")
+    extra = dict(update_epochs=3, num_minibatches=2, clip_coef=0.13) if module is ppo else {}
+    module.train(module.Args(total_timesteps=64, num_envs=2, num_steps=8, gamma=0.77, gae_lambda=0.9,
+                             norm_reward=True, eval_episodes=0, save_model=False, run_dir=str(tmp_path),
+                             cuda=False, **extra))
+    assert len(gaes) == len(updates) == 4
+    assert [args[2] for args, _, _ in normalizers] == [0.77], "the reward normalization's γ is not Args'"
+    for (gae_args, _, _), (update_args, _, log_probs_now) in zip(gaes, updates):
+        rewards, values, next_values, terminated, dones = gae_args[:5]
+        expected = reference_gae(rewards, values, next_values, terminated, dones, gamma=0.77, lam=0.9)
+        advantages, returns = update_args[3][-2:]
+        np.testing.assert_allclose(advantages.numpy(), expected.reshape(-1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(returns.numpy(), (expected + values).reshape(-1), rtol=1e-5, atol=1e-5)
+        if module is ppo:
+            clip_coef, update_epochs, num_minibatches = update_args[4], update_args[9], update_args[10]
+            assert (clip_coef, update_epochs, num_minibatches) == (0.13, 3, 2)
+            torch.testing.assert_close(update_args[3][2], log_probs_now)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Behaviour on a task whose answer is known: a two-armed bandit
+# ---------------------------------------------------------------------------------------------------
+class TwoArmedBandit(gym.Env):
+    """One step per episode, observation [1]: action 1 pays 1, action 0 pays 0."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(1, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.ones(1, dtype=np.float32), float(action == 1), True, False, {}
+
+
+gym.register("TwoArmedBandit-v0", entry_point=TwoArmedBandit)
+
+
+@BOTH
+def test_training_on_a_two_armed_bandit_learns_to_pull_the_paying_arm(module, monkeypatch, tmp_path):
+    """A short train() on the bandit, from a nearly uniform policy: π(1) must end above 0.9, and the critic
+    V(s), regressed on the rewards of the policy's own actions, near the expected reward π(1) (a flipped
+    policy loss makes π(1) fall; a flipped critic loss sends V away from the rewards)."""
+    updates = spy_on(monkeypatch, module, update_name(module))
+    extra = dict(update_epochs=4, num_minibatches=2) if module is ppo else {}
+    module.train(module.Args(env_id="TwoArmedBandit-v0", total_timesteps=1280, num_envs=4, num_steps=8,
+                             learning_rate=1e-2, anneal_lr=False, eval_episodes=1, save_model=False,
+                             run_dir=str(tmp_path), cuda=False, **extra))
+    (actor, critic, *_), _, _ = updates[-1]
+    with torch.no_grad():
+        p_pull = actor.logits(torch.ones(1, 1)).softmax(-1)[0, 1].item()
+        value = critic(torch.ones(1, 1)).item()
+    assert p_pull > 0.9
+    assert value == pytest.approx(p_pull, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A batch (A2C) or mini-batch (PPO) of a single sample
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module, settings", [
+    (a2c, dict(num_envs=1, num_steps=1, total_timesteps=40)),
+    (ppo, dict(num_envs=2, num_steps=8, update_epochs=2, num_minibatches=16, total_timesteps=64)),
+], ids=["a2c", "ppo"])
+def test_a_single_sample_batch_keeps_every_parameter_finite(module, settings, tmp_path):
+    """Normalizing the advantages of one sample divides by its std(), NaN: the settings allow such batches
+    (num_envs = num_steps = 1 in A2C, num_minibatches = num_envs · num_steps in PPO), and then every weight
+    turned NaN silently. The saved actor and critic must stay finite."""
+    summary = module.train(module.Args(norm_adv=True, eval_episodes=0, run_dir=str(tmp_path), cuda=False,
+                                       **settings))
+    checkpoint = torch.load(os.path.join(summary["run_dir"], "model.pt"), weights_only=True)
+    for part in ("actor", "critic"):
+        for name, weights in checkpoint[part].items():
+            assert torch.isfinite(weights).all(), f"{part}.{name} is not finite"

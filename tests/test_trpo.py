@@ -1,8 +1,12 @@
 """TRPO's math: conjugate gradient, the Fisher-vector product, the KL formulas, the step size and the line
-search of one update on a fixed batch."""
+search of one update on a fixed batch; the critic's update by hand; what train() hands the updates; a
+two-armed bandit that training must solve."""
 
 import csv
+import os
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from torch.func import functional_call
@@ -196,3 +200,165 @@ def test_a_rejected_update_is_recorded_in_metrics(monkeypatch, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
     assert all(float(row["step_accepted"]) == 0.0 and int(row["rejected_updates"]) == 1 for row in rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The critic's update by hand
+# ---------------------------------------------------------------------------------------------------
+def test_update_critic_is_plain_gradient_steps_on_the_squared_error():
+    """V(s) = w · s (the script's Critic with a linear network) and plain SGD, 3 epochs of one mini-batch:
+    w ← w − lr · (2/n) Σ_j (w · s_j − R̂_j) s_j, three times, and the returned loss is the last step's
+    mean (w · s − R̂)². A flipped sign of the critic's loss moves w the other way."""
+    critic = trpo.Critic(obs_dim=2, hidden_size=1)
+    critic.net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        critic.net.weight.copy_(torch.tensor([[0.4, -0.1]]))
+    obs = torch.tensor([[1.0, 0.5], [0.2, 1.0], [0.6, -0.4], [-0.3, 0.8]])
+    returns = torch.tensor([0.7, -0.2, 1.1, 0.4])
+    lr, w = 0.1, critic.net.weight.detach().clone().squeeze(0)
+    for _ in range(3):
+        errors = obs @ w - returns
+        expected_loss = (errors ** 2).mean()
+        w = w - lr * 2 / 4 * (errors[:, None] * obs).sum(0)
+    loss = trpo.update_critic(critic, torch.optim.SGD(critic.parameters(), lr=lr), obs, returns, update_epochs=3,
+                              num_minibatches=1)
+    assert torch.allclose(critic.net.weight.squeeze(0), w, atol=1e-6)
+    assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# What train() hands the updates
+# ---------------------------------------------------------------------------------------------------
+def snapshot(value):
+    """A copy of an argument as it is at the call: the rollout's arrays (and the tensors that share their memory)
+    are overwritten by the next rollout. Networks, optimizers and numbers are kept as they are."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(snapshot(v) for v in value)
+    return value
+
+
+def spy_on(monkeypatch, name, also=None):
+    """Replace trpo.name by a function that records, for every call, a snapshot of its arguments, also(*args)
+    if given (computed before the call) and what the original returned. Returns the list of the records."""
+    calls, original = [], getattr(trpo, name)
+
+    def spy(*args):
+        record = dict(args=snapshot(args), also=also(*args) if also else None)
+        record["result"] = original(*args)
+        calls.append(record)
+        return record["result"]
+
+    monkeypatch.setattr(trpo, name, spy)
+    return calls
+
+
+def policy_log_probs(actor, obs, actions, *rest):
+    """log π(a|s) of the batch by the actor as it is when trpo_update starts: π_θk, which collected it."""
+    with torch.no_grad():
+        return actor.log_prob_entropy(obs, actions)[0]
+
+
+def reference_gae(rewards, values, next_values, terminated, dones, gamma, lam):
+    """Â_t = Σ_k (γλ)^k δ_{t+k}, δ_k = r_k + γ (1 − terminated_k) V(s_{k+1}) − V(s_k), summed forward until
+    the episode's last step inside the rollout."""
+    steps, envs = rewards.shape
+    advantages = np.zeros((steps, envs))
+    for env in range(envs):
+        for t in range(steps):
+            total, weight = 0.0, 1.0
+            for k in range(t, steps):
+                bootstrap = 0.0 if terminated[k, env] else gamma * next_values[k, env]
+                total += weight * (rewards[k, env] + bootstrap - values[k, env])
+                if dones[k, env]:
+                    break
+                weight *= gamma * lam
+            advantages[t, env] = total
+    return advantages
+
+
+def test_train_gives_the_updates_the_gae_of_its_rollout_with_args_gamma(monkeypatch, tmp_path):
+    """Spy on a short run with an unusual γ = 0.77: trpo_update must get GAE(γ = 0.77, λ) of the rollout
+    (computed here by a plain loop), normalized to mean 0 and std 1, the log-probabilities of the policy that
+    collected it and the trust region δ of Args; update_critic the λ-returns Â + V; the reward normalization
+    must discount by the same γ; metrics.csv must log the critic's loss update_critic returned. Catches γ
+    ignored or replaced at the call sites, the returns swapped with the advantages, a δ not from Args."""
+    gaes, policy_updates = spy_on(monkeypatch, "compute_gae"), spy_on(monkeypatch, "trpo_update", policy_log_probs)
+    critic_updates, normalizers = spy_on(monkeypatch, "update_critic"), spy_on(monkeypatch, "Normalizer")
+    summary = trpo.train(trpo.Args(total_timesteps=96, num_envs=2, num_steps=16, gamma=0.77, gae_lambda=0.9,
+                                   max_kl=0.023, norm_reward=True, update_epochs=2, num_minibatches=2,
+                                   log_frequency=32, eval_episodes=0, save_model=False, run_dir=str(tmp_path),
+                                   cuda=False))
+    assert len(gaes) == len(policy_updates) == len(critic_updates) == 3
+    assert [call["args"][2] for call in normalizers] == [0.77], "the reward normalization's γ is not Args'"
+    for gae, policy_update, critic_update in zip(gaes, policy_updates, critic_updates):
+        rewards, values, next_values, terminated, dones = gae["args"][:5]
+        expected = reference_gae(rewards, values, next_values, terminated, dones, gamma=0.77, lam=0.9).reshape(-1)
+        _, obs, actions, old_log_probs, advantages, max_kl = policy_update["args"][:6]
+        normalized = (expected - expected.mean()) / (expected.std(ddof=1) + 1e-8)
+        np.testing.assert_allclose(advantages.numpy(), normalized, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(old_log_probs, policy_update["also"])
+        assert max_kl == 0.023
+        np.testing.assert_allclose(critic_update["args"][3].numpy(), expected + values.reshape(-1), rtol=1e-5,
+                                   atol=1e-5)
+        assert torch.equal(critic_update["args"][2], obs)
+    with open(os.path.join(summary["run_dir"], "metrics.csv"), newline="") as f:
+        logged = [float(row["value_loss"]) for row in csv.DictReader(f)]
+    assert logged == [call["result"].item() for call in critic_updates]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Behaviour on a task whose answer is known: a two-armed bandit
+# ---------------------------------------------------------------------------------------------------
+class TwoArmedBandit(gym.Env):
+    """One step per episode, observation [1]: action 1 pays 1, action 0 pays 0."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(1, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.ones(1, dtype=np.float32), float(action == 1), True, False, {}
+
+
+gym.register("TRPOTwoArmedBandit-v0", entry_point=TwoArmedBandit)
+
+
+def test_training_on_a_two_armed_bandit_learns_to_pull_the_paying_arm(monkeypatch, tmp_path):
+    """A short train() on the bandit, from a nearly uniform policy: π(1) must end above 0.9 and the critic V(s),
+    regressed on the rewards of the policy's own actions, near the expected reward π(1). A step taken along
+    −H⁻¹g lowers the surrogate: the line search then rejects every step and π(1) stays near ½ (or, with the
+    line search also broken, falls); a flipped critic loss sends V away from the rewards."""
+    policy_updates, critic_updates = spy_on(monkeypatch, "trpo_update"), spy_on(monkeypatch, "update_critic")
+    trpo.train(trpo.Args(env_id="TRPOTwoArmedBandit-v0", total_timesteps=640, num_envs=4, num_steps=8,
+                         learning_rate=1e-2, eval_episodes=1, save_model=False, run_dir=str(tmp_path), cuda=False))
+    actor, critic = policy_updates[-1]["args"][0], critic_updates[-1]["args"][0]
+    with torch.no_grad():
+        p_pull = actor.logits(torch.ones(1, 1)).softmax(-1)[0, 1].item()
+        value = critic(torch.ones(1, 1)).item()
+    assert p_pull > 0.9
+    assert value == pytest.approx(p_pull, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A rollout of a single sample
+# ---------------------------------------------------------------------------------------------------
+def test_a_single_sample_rollout_gives_finite_advantages_and_accepted_steps(monkeypatch, tmp_path):
+    """Normalizing the advantages of one sample divides by its std(), NaN; the settings allow such rollouts
+    (num_envs = num_steps = 1). The NaN gradient then made the line search reject every step, silently: the
+    policy never learned. The advantages must be finite, steps accepted, and the saved weights finite."""
+    policy_updates = spy_on(monkeypatch, "trpo_update")
+    summary = trpo.train(trpo.Args(total_timesteps=20, num_envs=1, num_steps=1, num_minibatches=1, update_epochs=1,
+                                   norm_adv=True, eval_episodes=0, run_dir=str(tmp_path), cuda=False))
+    assert all(torch.isfinite(call["args"][4]).all() for call in policy_updates)
+    assert any(call["result"]["step_accepted"] == 1.0 for call in policy_updates)
+    checkpoint = torch.load(os.path.join(summary["run_dir"], "model.pt"), weights_only=True)
+    for part in ("actor", "critic"):
+        for name, weights in checkpoint[part].items():
+            assert torch.isfinite(weights).all(), f"{part}.{name} is not finite"
