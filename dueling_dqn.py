@@ -35,11 +35,12 @@ import csv
 import difflib
 import json
 import os
+import platform
 import random
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -69,6 +70,12 @@ class Args:
     """folder under which each run makes its own folder"""
     save_model: bool = True
     """write the trained weights to model.pt"""
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
+    capture_video: bool = False
+    """save the final evaluation's episodes as GIFs in the run folder's videos/"""
+    eval_only: str = ""
+    """a model.pt to evaluate, without training (e.g. runs/CartPole-v1__dqn__1__1764000000/model.pt)"""
 
     learning_rate: float = 1e-3
     """Adam step size α"""
@@ -255,6 +262,13 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
+def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
+    """--eval-only: the greedy policy of the Q-network in a model.pt."""
+    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n), args.hidden_size).to(device)
+    q_network.load_state_dict(saved["q_network"])
+    return lambda obs: int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
+
+
 # ---------------------------------------------------------------------------------------------------
 # From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
 # ---------------------------------------------------------------------------------------------------
@@ -275,6 +289,21 @@ def make_env(env_id: str) -> gym.Env:
         return gym.make(env_id)
     except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def with_env_defaults(args, env: gym.Env):
+    """Fill the settings left at None from the env's row of ENV_DEFAULTS (scripts that have one). An env
+    without a row borrows the row of the tuned env with the same kind of action space (TUNED_ON)."""
+    table, tuned_on = globals().get("ENV_DEFAULTS", {}), globals().get("TUNED_ON", {})
+    tuned = args.env_id if args.env_id in table else next(
+        (tuned_env for space, tuned_env in tuned_on.items() if isinstance(env.action_space, space)), None)
+    if tuned is None:  # no per-env defaults, or an action space we cannot handle: check_args says so
+        return args
+    filled = {key: value for key, value in table[tuned].items() if getattr(args, key) is None}
+    if filled:
+        borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed from the tuned env)"
+        print(f"defaults for {tuned}{borrowed}: " + ", ".join(f"{key}={value}" for key, value in filled.items()))
+    return replace(args, **filled)
 
 
 def seed_everything(seed: int, args):
@@ -302,41 +331,80 @@ def write_json(path: str, data: dict):
     write_atomically(path, dump)
 
 
+def make_render_env(env_id: str) -> gym.Env:
+    """The env drawing rgb frames, for --capture-video; one clear line when it cannot draw."""
+    try:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames only: no window
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        return env
+    except (gym.error.Error, ImportError) as e:  # classic control draws with pygame, MuJoCo with OpenGL
+        fail(f"--capture-video cannot render {env_id}: {str(e).splitlines()[0]} "
+             '(classic control needs pip install "gymnasium[classic-control]")')
+
+
+def save_gif(frames: list, path: str, fps: float):
+    from PIL import Image  # Pillow comes with matplotlib; imported here, since only --capture-video needs it
+    images = [Image.fromarray(frame) for frame in frames]
+    write_atomically(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                      duration=round(1000 / fps), loop=0))
+
+
 @torch.no_grad()
-def evaluate(policy, args) -> list:
+def evaluate(policy, args, video_folder: str = "") -> list:
     """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
-    environment, seeded apart from the training one."""
-    env = gym.make(args.env_id)
+    environment, seeded apart from the training one; each episode saved as a GIF in video_folder if given."""
+    env = make_render_env(args.env_id) if video_folder else gym.make(args.env_id)
     returns = []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=args.seed + 10_000 + episode)
+        frames = [env.render()] if video_folder else []
         done, episode_return = False, 0.0
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             episode_return += float(reward)
             done = terminated or truncated
+            if video_folder:
+                frames.append(env.render())
         returns.append(episode_return)
+        if video_folder:
+            os.makedirs(video_folder, exist_ok=True)
+            save_gif(frames, os.path.join(video_folder, f"episode-{episode}.gif"), env.metadata.get("render_fps", 30))
     env.close()
     return returns
 
 
+def describe_machine(device: torch.device) -> dict:
+    """What args.json records besides the settings: the device used, the versions and the CPU."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    return {"device": str(device), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
+            "gymnasium": gym.__version__, "numpy": np.__version__}
+
+
 class Run:
-    """One training run's folder, {run_dir}/{env_id}__{script}__{seed}__{unix time}/, and what goes into it:
-    args.json, episodes.csv (one row per finished training episode), metrics.csv (the algorithm's scalars),
-    eval.json and model.pt. Used as `with Run(...) as run:` around the training loop. However the loop ends
-    (Ctrl-C included), the files are closed, the environment too, and the parts given to save() are written
-    to model.pt. A progress line is printed at most every 2 seconds."""
+    """One training run's folder, {run_dir}/{env_id}__{exp_name}__{seed}__{unix time}/, and what goes into it:
+    args.json (the settings, and the machine), episodes.csv (one row per finished training episode),
+    metrics.csv (the algorithm's scalars), eval.json, model.pt and, with --capture-video, videos/. Used as
+    `with Run(...) as run:` around the training loop. However the loop ends (Ctrl-C included), the files are
+    closed, the environment too, and the parts given to save() are written to model.pt. A progress line is
+    printed at most every 2 seconds."""
 
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        if args.capture_video:  # fail now rather than after training
+            make_render_env(args.env_id).close()
         stamp = int(time.time())
-        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}")
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}")
         suffix = 1
         while os.path.exists(self.dir):  # two runs started in the same second
             suffix += 1
-            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{SCRIPT}__{args.seed}__{stamp}-{suffix}")
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}-{suffix}")
         os.makedirs(self.dir)
-        write_json(os.path.join(self.dir, "args.json"), asdict(args))
+        write_json(os.path.join(self.dir, "args.json"), {**asdict(args), "script": SCRIPT, **describe_machine(device)})
         self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
         self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
         self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
@@ -361,7 +429,7 @@ class Run:
         if self.args.save_model:
             model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
                      for name, part in self.parts.items()}
-            model.update(args=asdict(self.args), global_step=self.global_step)
+            model.update(script=SCRIPT, args=asdict(self.args), global_step=self.global_step)
             write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
         print(f"run folder: {self.dir}")
         return False  # an exception, Ctrl-C included, goes on up
@@ -410,7 +478,8 @@ class Run:
         """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
         self.global_step = global_step
         sps = global_step / (time.time() - self.start_time)
-        returns = evaluate(policy, self.args) if self.args.eval_episodes > 0 else []
+        video_folder = os.path.join(self.dir, "videos") if self.args.capture_video else ""
+        returns = evaluate(policy, self.args, video_folder) if self.args.eval_episodes > 0 else []
         summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
                    "std": float(np.std(returns)) if returns else float("nan"),
                    "returns": returns, "episodes": len(returns), "global_step": global_step,
@@ -422,8 +491,53 @@ class Run:
                 "sps": sps, "run_dir": self.dir}
 
 
-if __name__ == "__main__":
+def evaluate_saved(args, given: set = frozenset()) -> dict:
+    """--eval-only: the deterministic evaluation of a saved model.pt, without training. The settings are the
+    saved ones, but for --capture-video and those of eval_episodes, seed and cuda given on the command line."""
     try:
-        train(tyro.cli(Args))
+        saved = torch.load(args.eval_only, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        fail(f"no such file: {args.eval_only}")
+    except Exception as e:  # not a file torch can read
+        fail(f"cannot read {args.eval_only}: {str(e).splitlines()[0]}")
+    script = saved.get("script") if isinstance(saved, dict) else None
+    if script != SCRIPT:
+        fail(f"{args.eval_only} is not a model.pt of {SCRIPT}.py" + (f": {script}.py wrote it" if script else ""))
+    saved_args = Args(**{key: value for key, value in saved["args"].items() if key in Args.__dataclass_fields__})
+    if "env_id" in given and args.env_id != saved_args.env_id:
+        fail(f"{args.eval_only} holds a model for {saved_args.env_id}, not for {args.env_id}")
+    overrides = {key: getattr(args, key) for key in ("eval_episodes", "seed", "cuda") if key in given}
+    run_args = replace(saved_args, capture_video=args.capture_video, **overrides)
+    device = torch.device("cuda" if run_args.cuda and torch.cuda.is_available() else "cpu")
+    env = make_env(run_args.env_id)
+    policy = saved_policy(saved, run_args, env, device)
+    env.close()
+    video_folder = os.path.join(os.path.dirname(os.path.abspath(args.eval_only)), "videos") if run_args.capture_video else ""
+    returns = evaluate(policy, run_args, video_folder)
+    mean, std = float(np.mean(returns)) if returns else float("nan"), float(np.std(returns)) if returns else float("nan")
+    print(f"evaluation of {args.eval_only} over {len(returns)} episodes on {run_args.env_id}: {mean:.1f} ± {std:.1f}"
+          + (f" | videos in {video_folder}" if video_folder else ""))
+    return {"eval_mean": mean, "eval_std": std, "returns": returns}
+
+
+def parse_command_line():
+    """Args from the command line, and the names of the settings it gave. The per-env defaults of the env given
+    by --env-id are filled in before parsing, so that --help shows the values a run would use."""
+    argv, env_id, given = sys.argv[1:], Args.env_id, set()
+    for i, token in enumerate(argv):
+        name, _, value = token[2:].partition("=") if token.startswith("--") else ("", "", "")
+        if name == "env-id":
+            env_id = value or (argv[i + 1] if i + 1 < len(argv) else env_id)
+        given.add(name.removeprefix("no-").replace("-", "_"))
+    defaults = Args(env_id=env_id)
+    if None in asdict(defaults).values():  # this script has per-env defaults
+        defaults = with_env_defaults(defaults, make_env(env_id))
+    return tyro.cli(Args, default=defaults), given
+
+
+if __name__ == "__main__":
+    command_line_args, given_settings = parse_command_line()
+    try:
+        evaluate_saved(command_line_args, given_settings) if command_line_args.eval_only else train(command_line_args)
     except KeyboardInterrupt:
         sys.exit(130)
