@@ -404,13 +404,15 @@ def write_json(path: str, data: dict):
 
 def make_render_env(env_id: str) -> gym.Env:
     """The env drawing rgb frames, for --capture-video; one clear line when it cannot draw."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic control draws with pygame: frames, no window
+    if sys.platform == "linux" and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL: without a screen, through EGL
     try:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames only: no window
         env = gym.make(env_id, render_mode="rgb_array")
         env.reset(seed=0)
         env.render()
         return env
-    except (gym.error.Error, ImportError) as e:  # classic control draws with pygame, MuJoCo with OpenGL
+    except Exception as e:  # a missing package or a graphics library that cannot draw here
         fail(f"--capture-video cannot render {env_id}: {str(e).splitlines()[0]} "
              '(classic control needs pip install "gymnasium[classic-control]")')
 
