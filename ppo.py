@@ -529,18 +529,20 @@ def make_env(env_id: str) -> gym.Env:
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
 
 
-def with_env_defaults(args, env: gym.Env):
+def with_env_defaults(args, env: gym.Env, given: set = frozenset()):
     """Fill the settings left at None from the env's row of ENV_DEFAULTS (scripts that have one). An env
-    without a row borrows the row of the tuned env with the same kind of action space (TUNED_ON)."""
+    without a row borrows the row of the tuned env with the same kind of action space (TUNED_ON). Prints the
+    values filled in, but for those the command line gives (`given`)."""
     table, tuned_on = globals().get("ENV_DEFAULTS", {}), globals().get("TUNED_ON", {})
     tuned = args.env_id if args.env_id in table else next(
         (tuned_env for space, tuned_env in tuned_on.items() if isinstance(env.action_space, space)), None)
     if tuned is None:  # no per-env defaults, or an action space we cannot handle: check_args says so
         return args
     filled = {key: value for key, value in table[tuned].items() if getattr(args, key) is None}
-    if filled:
+    shown = {key: value for key, value in filled.items() if key not in given}
+    if shown and "eval_only" not in given:
         borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed from the tuned env)"
-        print(f"defaults for {tuned}{borrowed}: " + ", ".join(f"{key}={value}" for key, value in filled.items()))
+        print(f"defaults for {tuned}{borrowed}: " + ", ".join(f"{key}={value}" for key, value in shown.items()))
     return replace(args, **filled)
 
 
@@ -771,7 +773,7 @@ def parse_command_line():
         given.add(name.removeprefix("no-").replace("-", "_"))
     defaults = Args(env_id=env_id)
     if None in asdict(defaults).values():  # this script has per-env defaults
-        defaults = with_env_defaults(defaults, make_env(env_id))
+        defaults = with_env_defaults(defaults, make_env(env_id), given)
     return tyro.cli(Args, default=defaults), given
 
 
