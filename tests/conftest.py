@@ -165,3 +165,41 @@ class CountMultiDiscreteEnv(CountEnv):
 
 
 gym.register("CountMultiDiscrete-v0", entry_point=CountMultiDiscreteEnv, max_episode_steps=TIME_LIMIT)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared by the policy-gradient tests: GAE by a plain loop, and a bandit whose answer is known
+# ---------------------------------------------------------------------------------------------------
+def reference_gae(rewards, values, next_values, terminated, dones, gamma, lam):
+    """Â_t = Σ_k (γλ)^k δ_{t+k}, δ_k = r_k + γ (1 − terminated_k) V(s_{k+1}) − V(s_k), summed forward until
+    the episode's last step inside the rollout."""
+    steps, envs = rewards.shape
+    advantages = np.zeros((steps, envs))
+    for env in range(envs):
+        for t in range(steps):
+            total, weight = 0.0, 1.0
+            for k in range(t, steps):
+                bootstrap = 0.0 if terminated[k, env] else gamma * next_values[k, env]
+                total += weight * (rewards[k, env] + bootstrap - values[k, env])
+                if dones[k, env]:
+                    break
+                weight *= gamma * lam
+            advantages[t, env] = total
+    return advantages
+
+
+class TwoArmedBandit(gym.Env):
+    """One step per episode, observation [1]: action 1 pays 1, action 0 pays 0."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(1, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.ones(1, dtype=np.float32), float(action == 1), True, False, {}
+
+
+gym.register("TwoArmedBandit-v0", entry_point=TwoArmedBandit)

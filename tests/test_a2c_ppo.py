@@ -16,7 +16,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import a2c
 import a3c
 import ppo
-from conftest import TIME_LIMIT
+from conftest import TIME_LIMIT, reference_gae
 
 BOTH = pytest.mark.parametrize("module", [a2c, ppo], ids=["a2c", "ppo"])
 
@@ -24,23 +24,6 @@ BOTH = pytest.mark.parametrize("module", [a2c, ppo], ids=["a2c", "ppo"])
 # ---------------------------------------------------------------------------------------------------
 # GAE
 # ---------------------------------------------------------------------------------------------------
-def reference_gae(rewards, values, next_values, terminated, dones, gamma, lam):
-    """Â_t = Σ_k (γλ)^k δ_{t+k}, summed forward until the episode's last step inside the rollout."""
-    steps, envs = rewards.shape
-    advantages = np.zeros((steps, envs))
-    for env in range(envs):
-        for t in range(steps):
-            total, weight = 0.0, 1.0
-            for k in range(t, steps):
-                bootstrap = 0.0 if terminated[k, env] else gamma * next_values[k, env]
-                total += weight * (rewards[k, env] + bootstrap - values[k, env])
-                if dones[k, env]:
-                    break
-                weight *= gamma * lam
-            advantages[t, env] = total
-    return advantages
-
-
 @BOTH
 def test_gae_against_a_plain_loop_with_a_termination_and_a_truncation(module):
     rng = np.random.default_rng(0)
@@ -482,23 +465,6 @@ def test_train_gives_the_update_the_gae_of_its_rollout_with_args_gamma(module, m
 # ---------------------------------------------------------------------------------------------------
 # Behaviour on a task whose answer is known: a two-armed bandit
 # ---------------------------------------------------------------------------------------------------
-class TwoArmedBandit(gym.Env):
-    """One step per episode, observation [1]: action 1 pays 1, action 0 pays 0."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.ones(1, dtype=np.float32), {}
-
-    def step(self, action):
-        return np.ones(1, dtype=np.float32), float(action == 1), True, False, {}
-
-
-gym.register("TwoArmedBandit-v0", entry_point=TwoArmedBandit)
-
-
 @BOTH
 def test_training_on_a_two_armed_bandit_learns_to_pull_the_paying_arm(module, monkeypatch, tmp_path):
     """A short train() on the bandit, from a nearly uniform policy: π(1) must end above 0.9, and the critic

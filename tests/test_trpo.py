@@ -12,6 +12,7 @@ import torch
 from torch.func import functional_call
 
 import trpo
+from conftest import reference_gae
 
 
 def random_spd(n, seed=0):
@@ -262,24 +263,6 @@ def policy_log_probs(actor, obs, actions, *rest):
         return actor.log_prob_entropy(obs, actions)[0]
 
 
-def reference_gae(rewards, values, next_values, terminated, dones, gamma, lam):
-    """Â_t = Σ_k (γλ)^k δ_{t+k}, δ_k = r_k + γ (1 − terminated_k) V(s_{k+1}) − V(s_k), summed forward until
-    the episode's last step inside the rollout."""
-    steps, envs = rewards.shape
-    advantages = np.zeros((steps, envs))
-    for env in range(envs):
-        for t in range(steps):
-            total, weight = 0.0, 1.0
-            for k in range(t, steps):
-                bootstrap = 0.0 if terminated[k, env] else gamma * next_values[k, env]
-                total += weight * (rewards[k, env] + bootstrap - values[k, env])
-                if dones[k, env]:
-                    break
-                weight *= gamma * lam
-            advantages[t, env] = total
-    return advantages
-
-
 def test_train_gives_the_updates_the_gae_of_its_rollout_with_args_gamma(monkeypatch, tmp_path):
     """Spy on a short run with an unusual γ = 0.77: trpo_update must get GAE(γ = 0.77, λ) of the rollout
     (computed here by a plain loop), normalized to mean 0 and std 1, the log-probabilities of the policy that
@@ -313,30 +296,13 @@ def test_train_gives_the_updates_the_gae_of_its_rollout_with_args_gamma(monkeypa
 # ---------------------------------------------------------------------------------------------------
 # Behaviour on a task whose answer is known: a two-armed bandit
 # ---------------------------------------------------------------------------------------------------
-class TwoArmedBandit(gym.Env):
-    """One step per episode, observation [1]: action 1 pays 1, action 0 pays 0."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.ones(1, dtype=np.float32), {}
-
-    def step(self, action):
-        return np.ones(1, dtype=np.float32), float(action == 1), True, False, {}
-
-
-gym.register("TRPOTwoArmedBandit-v0", entry_point=TwoArmedBandit)
-
-
 def test_training_on_a_two_armed_bandit_learns_to_pull_the_paying_arm(monkeypatch, tmp_path):
     """A short train() on the bandit, from a nearly uniform policy: π(1) must end above 0.9 and the critic V(s),
     regressed on the rewards of the policy's own actions, near the expected reward π(1). A step taken along
     −H⁻¹g lowers the surrogate: the line search then rejects every step and π(1) stays near ½ (or, with the
     line search also broken, falls); a flipped critic loss sends V away from the rewards."""
     policy_updates, critic_updates = spy_on(monkeypatch, "trpo_update"), spy_on(monkeypatch, "update_critic")
-    trpo.train(trpo.Args(env_id="TRPOTwoArmedBandit-v0", total_timesteps=640, num_envs=4, num_steps=8,
+    trpo.train(trpo.Args(env_id="TwoArmedBandit-v0", total_timesteps=640, num_envs=4, num_steps=8,
                          learning_rate=1e-2, eval_episodes=1, save_model=False, run_dir=str(tmp_path), cuda=False))
     actor, critic = policy_updates[-1]["args"][0], critic_updates[-1]["args"][0]
     with torch.no_grad():
