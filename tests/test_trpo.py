@@ -5,7 +5,6 @@ two-armed bandit that training must solve."""
 import csv
 import os
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
