@@ -31,7 +31,7 @@ bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a fi
 Run:
   python td3.py                               # Pendulum-v1, 12k steps
   # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a laptop CPU
-  # this takes many hours (SAC ran about 83 steps/s on HalfCheetah-v5): try --total-timesteps 100000 first.
+  # this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try --total-timesteps 100000 first.
   python td3.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 --hidden-size 256 --batch-size 256
   python td3.py --help
 """
