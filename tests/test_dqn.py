@@ -80,46 +80,51 @@ def test_termination_is_stored(monkeypatch, tmp_path):
 # The update and the loop that calls it: a wrong sign, a missing target sync or an ignored γ must fail here
 # ---------------------------------------------------------------------------------------------------
 def test_update_is_one_gradient_step_on_the_td_error():
-    """Small TD errors (|error| < 1), where the Huber loss is ½ error²: with plain SGD the step is
-    W_a ← W_a − lr · mean_j [a_j = a] (Q(s_j, a) − y_j) s_j, with y_j = r_j + γ (1 − terminated_j) max Q'(s'_j)."""
+    """The loss is mean_j (Q(s_j, a_j) − y_j)²: with plain SGD the step is
+    W_a ← W_a − lr · (2/n) Σ_j [a_j = a] (Q(s_j, a) − y_j) s_j, with y_j = r_j + γ (1 − terminated_j) max Q'(s'_j).
+    One error lies beyond 1, where a Huber loss would have clipped its gradient."""
     online, target = linear_q([[0.5, 0.2], [0.1, -0.3]]), linear_q([[0.4, 0.0], [0.0, 0.3]])
     obs = torch.tensor([[1.0, 0.5], [0.2, 1.0], [0.6, 0.4]])
     actions = torch.tensor([0, 1, 0])
-    rewards = torch.tensor([0.4, 0.1, -0.2])
+    rewards = torch.tensor([0.4, 1.9, -0.2])
     next_obs = torch.tensor([[0.5, 1.0], [1.0, 0.2], [0.3, 0.9]])
     terminated = torch.tensor([0.0, 0.0, 1.0])
     gamma, lr = 0.9, 0.1
     W, W_target = online.weight.detach().clone(), target.weight.detach().clone()
     y = rewards + gamma * (1 - terminated) * (next_obs @ W_target.T).max(1).values
     errors = (obs @ W.T)[torch.arange(3), actions] - y
-    assert errors.abs().max() < 1
+    assert errors.abs().max() > 1
     expected = W.clone()
     for j in range(3):
-        expected[actions[j]] -= lr * errors[j] * obs[j] / 3
+        expected[actions[j]] -= lr * 2 * errors[j] * obs[j] / 3
     loss, q_values = dqn.update(online, target, torch.optim.SGD(online.parameters(), lr=lr),
                                 (obs, actions, rewards, next_obs, terminated), gamma)
     assert torch.allclose(online.weight, expected, atol=1e-6)
     assert torch.equal(target.weight, W_target), "the update must not touch the target network"
-    assert loss.item() == pytest.approx((0.5 * errors ** 2).mean().item(), rel=1e-5)
+    assert loss.item() == pytest.approx((errors ** 2).mean().item(), rel=1e-5)
     assert torch.allclose(q_values, (obs @ W.T)[torch.arange(3), actions])
 
 
 def test_train_passes_gamma_and_copies_the_online_network_into_the_target(monkeypatch, tmp_path):
-    """Spy on every update() of a short run: γ is the one of Args, and the target network is, at every update,
-    a copy of the online network as it was at some earlier update, and it does change (DQN-5)."""
-    calls, original = [], dqn.update
+    """Spy on every update() of a short run: γ is the one of Args, the learning rate decays linearly to 0, and
+    the target network is, at every update, a copy of the online network as it was at some earlier update, and
+    it does change (DQN-5)."""
+    calls, rates, original = [], [], dqn.update
 
     def spy(q_network, target_network, optimizer, batch, gamma):
         calls.append((gamma, nn.utils.parameters_to_vector(q_network.parameters()).detach().clone(),
                       nn.utils.parameters_to_vector(target_network.parameters()).detach().clone()))
+        rates.append(optimizer.param_groups[0]["lr"])
         return original(q_network, target_network, optimizer, batch, gamma)
 
     monkeypatch.setattr(dqn, "update", spy)
     dqn.train(dqn.Args(total_timesteps=400, learning_starts=100, batch_size=16, buffer_size=400, train_frequency=4,
                        target_network_frequency=40, gamma=0.77, eval_episodes=1, run_dir=str(tmp_path), cuda=False,
-                       save_model=False))
+                       save_model=False, learning_rate=0.004))
     assert len(calls) == (400 - 100) // 4
     assert all(gamma == 0.77 for gamma, _, _ in calls)
+    steps = range(104, 401, 4)  # the env steps at which the updates happen
+    assert rates == pytest.approx([0.004 * (1 - (step - 1) / 400) for step in steps])
     targets = {tuple(target.tolist()) for _, _, target in calls}
     assert len(targets) >= (400 - 100) // 40, "the target network did not follow the online one"
     for k, (_, _, target) in enumerate(calls[1:], start=1):
