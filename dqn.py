@@ -46,7 +46,7 @@ class Args:
     """Gymnasium environment id (Discrete actions, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 100_000  # 100k, anneal_lr and squared error: see README's sweep
+    total_timesteps: int = 100_000  # with anneal_lr and the squared error: 7 of seeds 1-8 solved (Huber: 4)
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -69,7 +69,7 @@ class Args:
 
     learning_rate: float = 1e-3
     """Adam step size α (decays linearly to 0 when anneal_lr)"""
-    anneal_lr: bool = True  # the last network is the one evaluated: without the decay it often collapses late
+    anneal_lr: bool = True  # the last network is the one evaluated; at 100k, Huber: 5 of 10 seeds with it, 4 without
     """decay the learning rate linearly to 0 over training"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
@@ -155,7 +155,7 @@ def update(q_network, target_network, optimizer, batch, gamma: float):
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(target_network, rewards, next_obs, terminated, gamma)
     # DQN-4: gradient step on the squared error between Q_φ(s, a) and y. (The Nature paper clips the error's
-    # gradient at 1, the Huber loss; here, with values near 100, that kept the last network from settling.)
+    # gradient at 1, the Huber loss; on CartPole-v1, whose values reach 100, the squared error solved more seeds.)
     q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
     loss = F.mse_loss(q_values, y)
     optimizer.zero_grad()
@@ -203,8 +203,8 @@ def train(args: Args) -> dict:
 
             if global_step > args.learning_starts and global_step % args.train_frequency == 0:
                 if args.anneal_lr:
-                    done = (global_step - 1) / args.total_timesteps
-                    optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - done)
+                    progress = (global_step - 1) / args.total_timesteps
+                    optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - progress)
                 # DQN-2: sample a mini-batch from B uniformly
                 batch = buffer.sample(args.batch_size, rng, device)
                 # DQN-3 and DQN-4: targets from the target network, one gradient step towards them
