@@ -50,12 +50,14 @@ import tyro
 # from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
 # resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # RL Baselines3 Zoo's tuned TRPO, but with num_envs 4 (2048 samples per update): 4 seeds that failed with 2 solve
-    "CartPole-v1": dict(total_timesteps=100_000, num_envs=4, num_steps=512, gamma=0.99, gae_lambda=0.98,
-                        cg_damping=1e-3, update_epochs=20, num_minibatches=2, norm_obs=False, norm_reward=False),
+    # RL Baselines3 Zoo's tuned TRPO; anneal_max_kl our own: 10 of seeds 1-10 solved with it, 9 without
+    "CartPole-v1": dict(total_timesteps=100_000, num_envs=2, num_steps=512, gamma=0.99, gae_lambda=0.98,
+                        cg_damping=1e-3, update_epochs=20, num_minibatches=2, norm_obs=False, norm_reward=False,
+                        anneal_max_kl=True),
     # RL Baselines3 Zoo's tuned TRPO and SB3's defaults, with plain Gaussian noise instead of gSDE
     "Pendulum-v1": dict(total_timesteps=150_000, num_envs=2, num_steps=1024, gamma=0.9, gae_lambda=0.95,
-                        cg_damping=0.1, update_epochs=15, num_minibatches=16, norm_obs=True, norm_reward=True),
+                        cg_damping=0.1, update_epochs=15, num_minibatches=16, norm_obs=True, norm_reward=True,
+                        anneal_max_kl=False),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -109,6 +111,8 @@ class Args:
     """normalize the advantages of each rollout to mean 0, std 1"""
     max_kl: float = 0.01
     """δ, the trust region: the bound on the mean KL(π_θk ‖ π_θ) of one policy update"""
+    anneal_max_kl: bool = None
+    """shrink δ linearly to 0 over training, so that the last policy settles (per-env default: ENV_DEFAULTS)"""
     cg_iters: int = 15
     """conjugate-gradient iterations for H x = g (TRPO-3)"""
     cg_damping: float = None
@@ -518,7 +522,11 @@ def train(args: Args) -> dict:
             if args.norm_adv and len(b_advantages) > 1:  # std() of a single sample is NaN: leave it (as SB3 does)
                 b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
             # TRPO-2..4: the natural-gradient step inside the trust region, checked by the line search
-            stats = trpo_update(actor, b_obs, b_actions, b_log_probs, b_advantages, args.max_kl, args.cg_iters,
+            max_kl = args.max_kl
+            if args.anneal_max_kl:  # the last policy is the one evaluated: let the trust region shrink to 0
+                progress = (global_step - args.num_envs * args.num_steps) / args.total_timesteps
+                max_kl = args.max_kl * (1 - progress)
+            stats = trpo_update(actor, b_obs, b_actions, b_log_probs, b_advantages, max_kl, args.cg_iters,
                                 args.cg_damping, args.backtrack_iters, args.backtrack_coef)
             rejected_updates += 1 - int(stats["step_accepted"])
             # TRPO-5: several epochs of shuffled mini-batches of regression of V_φ on the returns R̂_t

@@ -265,25 +265,26 @@ def policy_log_probs(actor, obs, actions, *rest):
 def test_train_gives_the_updates_the_gae_of_its_rollout_with_args_gamma(monkeypatch, tmp_path):
     """Spy on a short run with an unusual γ = 0.77: trpo_update must get GAE(γ = 0.77, λ) of the rollout
     (computed here by a plain loop), normalized to mean 0 and std 1, the log-probabilities of the policy that
-    collected it and the trust region δ of Args; update_critic the λ-returns Â + V; the reward normalization
-    must discount by the same γ; metrics.csv must log the critic's loss update_critic returned. Catches γ
-    ignored or replaced at the call sites, the returns swapped with the advantages, a δ not from Args."""
+    collected it and the trust region δ of Args, shrunk by anneal_max_kl to δ·(1 − steps before the rollout /
+    total_timesteps); update_critic the λ-returns Â + V; the reward normalization must discount by the same γ;
+    metrics.csv must log the critic's loss update_critic returned. Catches γ ignored or replaced at the call
+    sites, the returns swapped with the advantages, a δ not from Args or not shrunk."""
     gaes, policy_updates = spy_on(monkeypatch, "compute_gae"), spy_on(monkeypatch, "trpo_update", policy_log_probs)
     critic_updates, normalizers = spy_on(monkeypatch, "update_critic"), spy_on(monkeypatch, "Normalizer")
     summary = trpo.train(trpo.Args(total_timesteps=96, num_envs=2, num_steps=16, gamma=0.77, gae_lambda=0.9,
-                                   max_kl=0.023, norm_reward=True, update_epochs=2, num_minibatches=2,
-                                   log_frequency=32, eval_episodes=0, save_model=False, run_dir=str(tmp_path),
-                                   cuda=False))
+                                   max_kl=0.023, anneal_max_kl=True, norm_reward=True, update_epochs=2,
+                                   num_minibatches=2, log_frequency=32, eval_episodes=0, save_model=False,
+                                   run_dir=str(tmp_path), cuda=False))
     assert len(gaes) == len(policy_updates) == len(critic_updates) == 3
     assert [call["args"][2] for call in normalizers] == [0.77], "the reward normalization's γ is not Args'"
-    for gae, policy_update, critic_update in zip(gaes, policy_updates, critic_updates):
+    for k, (gae, policy_update, critic_update) in enumerate(zip(gaes, policy_updates, critic_updates)):
         rewards, values, next_values, terminated, dones = gae["args"][:5]
         expected = reference_gae(rewards, values, next_values, terminated, dones, gamma=0.77, lam=0.9).reshape(-1)
         _, obs, actions, old_log_probs, advantages, max_kl = policy_update["args"][:6]
         normalized = (expected - expected.mean()) / (expected.std(ddof=1) + 1e-8)
         np.testing.assert_allclose(advantages.numpy(), normalized, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(old_log_probs, policy_update["also"])
-        assert max_kl == 0.023
+        assert max_kl == pytest.approx(0.023 * (1 - 32 * k / 96)), "δ is not Args' δ shrunk linearly to 0"
         np.testing.assert_allclose(critic_update["args"][3].numpy(), expected + values.reshape(-1), rtol=1e-5,
                                    atol=1e-5)
         assert torch.equal(critic_update["args"][2], obs)
