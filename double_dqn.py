@@ -21,7 +21,7 @@ calls them step by step. Everything under "Bookkeeping" at the bottom (the run f
 evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
-  python double_dqn.py                       # CartPole-v1, 50k steps
+  python double_dqn.py                       # CartPole-v1, 100k steps
   python double_dqn.py --env-id Acrobot-v1 --seed 2
   python double_dqn.py --help
 """
@@ -51,7 +51,7 @@ class Args:
     """Gymnasium environment id (Discrete actions, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 50_000
+    total_timesteps: int = 100_000  # with anneal_lr and the squared error: 5 of seeds 1-5 solved; at 80k, 2 of 4
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -73,7 +73,9 @@ class Args:
     """a model.pt to evaluate, without training (e.g. runs/CartPole-v1__dqn__1__1764000000/model.pt)"""
 
     learning_rate: float = 1e-3
-    """Adam step size α"""
+    """Adam step size α (decays linearly to 0 when anneal_lr)"""
+    anneal_lr: bool = True  # the last network is the one evaluated: the steps shrink to 0 so that it settles
+    """decay the learning rate linearly to 0 over training"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
     gamma: float = 0.99
@@ -158,10 +160,10 @@ def update(q_network, target_network, optimizer, batch, gamma: float):
     """DDQN-3 and DQN-4 on one mini-batch; returns the loss and Q_φ(s, a)."""
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(q_network, target_network, rewards, next_obs, terminated, gamma)
-    # DQN-4: gradient step on the Huber loss between Q_φ(s, a) and y. Huber is MSE for |error| < 1 and grows
-    # linearly beyond, so rare large TD errors cannot blow up a step.
+    # DQN-4: gradient step on the squared error between Q_φ(s, a) and y. (The Nature paper clips the error's
+    # gradient at 1, the Huber loss; on CartPole-v1, whose values reach 100, plain DQN solved more seeds without.)
     q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-    loss = F.smooth_l1_loss(q_values, y)
+    loss = F.mse_loss(q_values, y)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -206,6 +208,9 @@ def train(args: Args) -> dict:
             obs = env.reset()[0] if terminated or truncated else next_obs
 
             if global_step > args.learning_starts and global_step % args.train_frequency == 0:
+                if args.anneal_lr:
+                    progress = (global_step - 1) / args.total_timesteps
+                    optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - progress)
                 # DQN-2: sample a mini-batch from B uniformly
                 batch = buffer.sample(args.batch_size, rng, device)
                 # DDQN-3 and DQN-4: a' chosen by Q_φ, evaluated by Q_φ'; one gradient step towards y

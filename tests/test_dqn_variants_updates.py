@@ -2,9 +2,11 @@
 
 One-update tests run each script's own update() once, with plain SGD, on networks small enough to compute by
 hand, and compare the new parameters, the loss and what update() returns with the formula written out here.
-Call-site tests spy on update() (and on the prioritized buffer) during a short train() on CartPole-v1 and check
-what the loop passes: Args' γ, a target network that is a copy of the online one taken at the right steps, and
-for PER the importance weights, the annealed β and the new priorities.
+The loss is the squared error, without a ½: mean_j w_j (Q(s_j, a_j) − y_j)² (w_j = 1 but for PER), whose
+gradient with respect to Q(s_j, a_j) is 2 w_j (Q(s_j, a_j) − y_j) / n. Call-site tests spy on update() (and on the
+prioritized buffer) during a short train() on CartPole-v1 and check what the loop passes: Args' γ, the learning
+rate decayed linearly over the run, a target network that is a copy of the online one taken at the right steps,
+and for PER the importance weights, the annealed β and the new priorities.
 """
 
 import inspect
@@ -20,16 +22,6 @@ import per_dqn
 from test_dqn import linear_q
 
 
-def huber(errors):
-    """Huber loss with threshold 1: ½ e² for |e| < 1, |e| − ½ beyond."""
-    return torch.where(errors.abs() < 1, 0.5 * errors ** 2, errors.abs() - 0.5)
-
-
-def huber_slope(errors):
-    """d Huber(e) / de: e for |e| < 1, sign(e) beyond."""
-    return errors.clamp(-1.0, 1.0)
-
-
 def q_of(weight, obs):
     """Q(s) = W s for a batch of s, one row per state."""
     return obs @ weight.T
@@ -37,7 +29,8 @@ def q_of(weight, obs):
 
 # One fixed batch for the linear Q-networks Q(s) = W s (2 features, 2 actions). Row 0: the online network prefers
 # action 0 at s', the target network action 1, so Double DQN's target differs from DQN's max and from the
-# target with the two networks swapped. Row 1 has a TD error beyond 1 (Huber's linear part); row 2 terminates.
+# target with the two networks swapped. Row 1 has a TD error beyond 1: below 1 a Huber loss (threshold 1) is ½ e², so
+# twice it would match the squared error there, but beyond 1 its gradient is clipped at ±1. Row 2 terminates.
 ONLINE_W = [[0.5, 0.2], [0.1, -0.3]]
 TARGET_W = [[0.4, 0.0], [0.0, 0.9]]
 OBS = torch.tensor([[1.0, 0.5], [0.2, 1.0], [0.6, 0.4]])
@@ -50,13 +43,13 @@ GAMMA, LR = 0.9, 0.1
 
 
 def expected_linear_step(weight, y, importance=torch.ones(3)):
-    """W after one SGD step on mean_j w_j Huber(Q(s_j, a_j) − y_j) for the linear Q(s) = W s:
-    W_a ← W_a − lr · (1/n) Σ_j w_j [a_j = a] Huber'(Q(s_j, a_j) − y_j) s_j. Returns (new W, errors, loss)."""
+    """W after one SGD step on mean_j w_j (Q(s_j, a_j) − y_j)² for the linear Q(s) = W s:
+    W_a ← W_a − lr · (2/n) Σ_j w_j [a_j = a] (Q(s_j, a_j) − y_j) s_j. Returns (new W, errors, loss)."""
     errors = q_of(weight, OBS)[torch.arange(3), ACTIONS] - y
     new = weight.clone()
     for j in range(3):
-        new[ACTIONS[j]] -= LR * importance[j] * huber_slope(errors[j]) * OBS[j] / 3
-    return new, errors, (importance * huber(errors)).mean()
+        new[ACTIONS[j]] -= LR * importance[j] * 2 * errors[j] * OBS[j] / 3
+    return new, errors, (importance * errors ** 2).mean()
 
 
 def run_linear_update(module, *weights):
@@ -80,7 +73,8 @@ def assert_linear_update(online, target, expected, loss, expected_loss, q_values
 # ---------------------------------------------------------------------------------------------------
 def test_double_dqn_update_steps_towards_the_target_evaluating_the_online_choice():
     """y = r + γ (1 − d) Q'(s', argmax_a Q(s', a)): catches DQN's max in the target (the online choice dropped),
-    online and target swapped, a sign error in the loss, and an update that moves the target network."""
+    online and target swapped, a sign error in the loss, a Huber loss (even doubled: one TD error is beyond 1) or
+    ½ of the squared error, and an update that moves the target network."""
     W, W_target = torch.tensor(ONLINE_W), torch.tensor(TARGET_W)
     choice = q_of(W, NEXT_OBS).argmax(1)  # the online network chooses a' ...
     y = REWARDS + GAMMA * (1 - TERMINATED) * q_of(W_target, NEXT_OBS)[torch.arange(3), choice]  # ... Q' rates it
@@ -88,19 +82,21 @@ def test_double_dqn_update_steps_towards_the_target_evaluating_the_online_choice
     swapped_y = REWARDS + GAMMA * (1 - TERMINATED) * q_of(W, NEXT_OBS)[torch.arange(3), q_of(W_target, NEXT_OBS).argmax(1)]
     assert not torch.allclose(y, dqn_y) and not torch.allclose(y, swapped_y), "the batch cannot tell them apart"
     expected, errors, expected_loss = expected_linear_step(W, y)
-    assert errors.abs().max() > 1 > errors.abs().min()
+    assert errors.abs().max() > 1, "no TD error beyond 1: 2 · Huber would pass"
 
     online, target, (loss, q_values) = run_linear_update(double_dqn)
     assert_linear_update(online, target, expected, loss, expected_loss, q_values)
 
 
-def test_per_update_is_an_importance_weighted_huber_step_and_returns_y_minus_q():
-    """Loss mean_j w_j Huber(Q(s_j, a_j) − y_j) with y = r + γ (1 − d) max Q'(s'): catches weights ignored in the
-    loss, a sign error in the loss, and TD errors returned as Q − y or not at all (they become priorities)."""
+def test_per_update_is_an_importance_weighted_squared_error_step_and_returns_y_minus_q():
+    """Loss mean_j w_j (Q(s_j, a_j) − y_j)² with y = r + γ (1 − d) max Q'(s'): catches weights ignored in the
+    loss, a sign error in the loss, a weighted Huber loss (even doubled: one TD error is beyond 1) or ½ of the
+    squared error, and TD errors returned as Q − y or not at all (they become priorities)."""
     W, W_target = torch.tensor(ONLINE_W), torch.tensor(TARGET_W)
     importance = torch.tensor([0.3, 1.0, 0.6])
     y = REWARDS + GAMMA * (1 - TERMINATED) * q_of(W_target, NEXT_OBS).max(1).values
     expected, errors, expected_loss = expected_linear_step(W, y, importance)
+    assert errors.abs().max() > 1, "no TD error beyond 1: 2 · Huber would pass"
     unweighted, _, _ = expected_linear_step(W, y)
     assert not torch.allclose(expected, unweighted), "the batch cannot tell weighted from unweighted"
 
@@ -139,15 +135,17 @@ TARGET_HEADS = ([0.1, 0.4], -0.2, [[0.3, -0.1], [0.0, 0.2], [-0.2, 0.3]], [1.0, 
 def test_dueling_update_steps_the_value_and_advantage_streams_through_the_mean_subtracted_head():
     """One SGD step of the heads, through Q = V + A − mean A, for the prediction and for the target
     y = r + γ (1 − d) max Q'(s'): catches the raw advantage Q = V + A (no mean subtracted), a sign error in
-    the loss, and an update that moves the target network. The gradients, with g_j = Huber'(e_j) / n:
+    the loss, a Huber loss (even doubled: one TD error is beyond 1) or ½ of the squared error, and an update that
+    moves the target network. The loss is
+    mean_j e_j² with e_j = Q(s_j, a_j) − y_j; the gradients, with g_j = 2 e_j / n:
     v −= lr Σ_j g_j s_j, b_v −= lr Σ_j g_j, A_a −= lr Σ_j g_j ([a_j = a] − 1/3) s_j, b_a −= lr Σ_j g_j ([a_j = a] − 1/3)."""
     obs, next_obs = OBS, NEXT_OBS  # all >= 0: the identity layers' ReLUs pass them unchanged
     online, target = dueling_network(*ONLINE_HEADS), dueling_network(*TARGET_HEADS)
     target_before = nn.utils.parameters_to_vector(target.parameters()).detach().clone()
     y = REWARDS + GAMMA * (1 - TERMINATED) * dueling_q(*TARGET_HEADS, next_obs).max(1).values
     errors = dueling_q(*ONLINE_HEADS, obs)[torch.arange(3), ACTIONS] - y
-    assert errors.abs().max() > 1 > errors.abs().min()
-    g = huber_slope(errors) / 3
+    assert errors.abs().max() > 1, "no TD error beyond 1: 2 · Huber would pass"
+    g = 2 * errors / 3
     centred = nn.functional.one_hot(ACTIONS, 3).float() - 1 / 3  # dQ(s_j, a_j) / d(A_a·s + b_a) = [a_j = a] − 1/3
     value_w, value_b, advantage_w, advantage_b = (torch.tensor(p) for p in ONLINE_HEADS)
     expected = {
@@ -162,7 +160,7 @@ def test_dueling_update_steps_the_value_and_advantage_streams_through_the_mean_s
         assert torch.allclose(online.state_dict()[name], value.reshape(online.state_dict()[name].shape),
                               atol=1e-6), name
     assert torch.equal(nn.utils.parameters_to_vector(target.parameters()), target_before)
-    assert loss.item() == pytest.approx(huber(errors).mean().item(), rel=1e-5)
+    assert loss.item() == pytest.approx((errors ** 2).mean().item(), rel=1e-5)
     assert torch.allclose(q_values, errors + y, atol=1e-6)
 
 
@@ -175,8 +173,9 @@ def flat(net):
 
 def spy_on_train(module, monkeypatch, tmp_path, **overrides):
     """Train `module` on CartPole-v1 for 400 steps (an update every 4 steps after 100, a target copy every 40,
-    γ = 0.77) with a spy on update(). Returns the Args and one dict per update() call: its arguments by name,
-    the online and target parameters, Q(s, ·) and Q'(s', ·) of the batch before the step, and what it returned."""
+    γ = 0.77, learning rate 0.004) with a spy on update(). Returns the Args and one dict per update() call: its
+    arguments by name, the online and target parameters, Q(s, ·) and Q'(s', ·) of the batch and the optimizer's
+    learning rate before the step, and what it returned."""
     calls, original = [], module.update
     signature = inspect.signature(original)
 
@@ -185,15 +184,16 @@ def spy_on_train(module, monkeypatch, tmp_path, **overrides):
         obs, _, _, next_obs, _ = call["batch"]
         with torch.no_grad():
             call.update(online=flat(call["q_network"]), target=flat(call["target_network"]),
-                        q=call["q_network"](obs), next_target_q=call["target_network"](next_obs))
+                        q=call["q_network"](obs), next_target_q=call["target_network"](next_obs),
+                        lr=call["optimizer"].param_groups[0]["lr"])
         call["returned"] = original(*positional, **named)
         calls.append(call)
         return call["returned"]
 
     monkeypatch.setattr(module, "update", spy)
     args = module.Args(total_timesteps=400, learning_starts=100, batch_size=16, buffer_size=400, train_frequency=4,
-                       target_network_frequency=40, gamma=0.77, hidden_size=16, eval_episodes=1,
-                       run_dir=str(tmp_path), cuda=False, save_model=False, **overrides)
+                       target_network_frequency=40, gamma=0.77, learning_rate=0.004, hidden_size=16,
+                       eval_episodes=1, run_dir=str(tmp_path), cuda=False, save_model=False, **overrides)
     module.train(args)
     return args, calls
 
@@ -205,15 +205,20 @@ def update_steps(args):
 
 
 @pytest.mark.parametrize("module", [double_dqn, dueling_dqn, per_dqn], ids=lambda m: m.__name__)
-def test_train_passes_gamma_and_copies_the_online_network_into_the_target(module, monkeypatch, tmp_path):
-    """Catches γ ignored or replaced at the call site, and a target network that never follows the online one
-    or follows it at the wrong steps: at the update of step t, φ' must be φ as it was after the last update
-    before the last copy step c = N ⌊(t − 1) / N⌋ (the copy at step t comes after its update), i.e. φ at the
-    first update after c."""
+def test_train_passes_gamma_decays_the_learning_rate_and_copies_the_online_network_into_the_target(
+        module, monkeypatch, tmp_path):
+    """Catches γ ignored or replaced at the call site; a learning rate that is not lr · (1 − (t − 1) / T) at the
+    update of step t (T = total_timesteps; the formula gives lr at step 1 and lr / T at step T), e.g. not decayed
+    at all, or decayed from the wrong step; and a target network that never follows the online one or follows it
+    at the wrong steps: at the update of step t, φ' must be φ as it was after the last update before the last
+    copy step c = N ⌊(t − 1) / N⌋ (the copy at step t comes after its update), i.e. φ at the first update after c."""
     args, calls = spy_on_train(module, monkeypatch, tmp_path)
     steps = update_steps(args)
     assert len(calls) == len(steps)
     assert all(call["gamma"] == 0.77 for call in calls)
+    assert args.anneal_lr, "the learning rate decays by default"
+    assert [call["lr"] for call in calls] == pytest.approx(
+        [0.004 * (1 - (step - 1) / 400) for step in steps], rel=1e-9), "learning rate at each update"
     period = args.target_network_frequency
     for call, step in zip(calls, steps):
         last_copy = (step - 1) // period * period
