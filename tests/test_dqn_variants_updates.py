@@ -136,8 +136,7 @@ def test_dueling_update_steps_the_value_and_advantage_streams_through_the_mean_s
     """One SGD step of the heads, through Q = V + A − mean A, for the prediction and for the target
     y = r + γ (1 − d) max Q'(s'): catches the raw advantage Q = V + A (no mean subtracted), a sign error in
     the loss, a Huber loss (even doubled: one TD error is beyond 1) or ½ of the squared error, and an update that
-    moves the target network. The loss is
-    mean_j e_j² with e_j = Q(s_j, a_j) − y_j; the gradients, with g_j = 2 e_j / n:
+    moves the target network. The loss is mean_j e_j² with e_j = Q(s_j, a_j) − y_j; the gradients, with g_j = 2 e_j / n:
     v −= lr Σ_j g_j s_j, b_v −= lr Σ_j g_j, A_a −= lr Σ_j g_j ([a_j = a] − 1/3) s_j, b_a −= lr Σ_j g_j ([a_j = a] − 1/3)."""
     obs, next_obs = OBS, NEXT_OBS  # all >= 0: the identity layers' ReLUs pass them unchanged
     online, target = dueling_network(*ONLINE_HEADS), dueling_network(*TARGET_HEADS)
