@@ -238,7 +238,7 @@ def update(q_network, target_network, optimizer, batch, weights, gamma: float):
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(target_network, rewards, next_obs, terminated, gamma)
     # PER-4: gradient step on the squared error between Q_φ(s, a) and y, weighted by w_i. (The Nature paper
-    # clips the error's gradient at 1, the Huber loss; on CartPole-v1, values near 100, DQN solved more seeds without.)
+    # clips the error's gradient at 1, the Huber loss; on CartPole-v1, whose values reach 100, DQN did better without.)
     q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
     loss = (weights * F.mse_loss(q_values, y, reduction="none")).mean()
     optimizer.zero_grad()

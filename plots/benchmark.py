@@ -6,13 +6,13 @@
     python plots/benchmark.py --quick                  # one seed, short budgets: a check that all runs
     python plots/benchmark.py --summarize-only         # only the table, from the runs already there
 
-The defaults were tuned on seeds 1-10 (and fewer); the held-out seeds, 101-110 (dqn: 111-120, since its
-102, 104 and 106 served to compare settings), were never used for tuning, so their table is the honest
-estimate of how often a new seed (or the same seed on another CPU) solves. Runs go to `--run-dir` (default
-runs/benchmark; the held-out seeds to its subfolder held-out/), at most one training process per core, each
-with one torch thread; a3c.py's runs (one worker process per core) go one at a time, after the others. The
-table (also written to `--out`, default plots/results.md) gives per script and env: the final deterministic
-evaluation (mean ± std over seeds of each seed's eval mean), how many seeds reached the env's threshold in that
+The defaults were tuned on seeds 1-10 (and fewer); the held-out seeds, 101-110 (dqn.py and trpo.py: others,
+see HELD_OUT_SEEDS_OF), were never used for tuning, so their table is the honest estimate of how often a
+new seed (or the same seed on another CPU) solves. Runs go to `--run-dir` (default runs/benchmark; the
+held-out seeds to its subfolder held-out/), at most one training process per core, each with one torch
+thread; a3c.py's runs (one worker process per core) go one at a time, after the others. The table (also
+written to `--out`, default plots/results.md) gives per script and env: the final deterministic evaluation
+(mean ± std over seeds of each seed's eval mean), how many seeds reached the env's threshold in that
 evaluation, the median step and second at which the mean of the last 10 training returns first reached it,
 the wall time of a run (training and evaluation, from eval.json) and training steps per second. Then
 `python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures in plots/).
@@ -110,7 +110,7 @@ def main():
     parser.add_argument("--seeds", nargs="*", type=int, default=list(range(1, 11)), help="tuning seeds")
     parser.add_argument("--held-out-seeds", nargs="*", type=int,
                         help="seeds never used for tuning, run into RUN_DIR/held-out and given their own table "
-                             "(default: 101-110; dqn: 111-120)")
+                             "(default: 101-110; dqn: 121-130; trpo: 111-120)")
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"))
     parser.add_argument("--procs", type=int, default=os.cpu_count(), help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="one seed, short budgets: a few minutes in all")
@@ -131,8 +131,8 @@ def main():
             held_out = options.held_out_seeds
             if held_out is None:
                 held_out = HELD_OUT_SEEDS_OF.get(script, HELD_OUT_SEEDS)
+            envs = options.envs or TASKS[script]
             for run_dir, seeds in [(options.run_dir, options.seeds), (held_out_dir, held_out)]:
-                envs = options.envs or TASKS[script]
                 jobs += [(script, env_id, seed, run_dir) for env_id in envs for seed in seeds]
         pooled = [job for job in jobs if job[0] not in ALL_CORES]
         alone = [job for job in jobs if job[0] in ALL_CORES]
