@@ -6,7 +6,7 @@
     python plots/benchmark.py --quick                  # one seed, short budgets: a check that all runs
     python plots/benchmark.py --summarize-only         # only the table, from the runs already there
 
-The defaults were tuned on seeds 1-10 (and fewer); the held-out seeds, 101-110 (dqn.py and trpo.py: others,
+The defaults were tuned on seeds 1-10 (and fewer); the held-out seeds, 101-110 (dqn.py, trpo.py and per_dqn.py: others,
 see HELD_OUT_SEEDS_OF), were never used for tuning, so their table is the honest estimate of how often a
 new seed (or the same seed on another CPU) solves. Runs go to `--run-dir` (default runs/benchmark; the
 held-out seeds to its subfolder held-out/), at most one training process per core, each with one torch
@@ -42,8 +42,9 @@ TASKS = {
 }
 ALL_CORES = {"a3c"}  # its workers use every core: its runs go one at a time, after the others
 HELD_OUT_SEEDS = list(range(101, 111))
-# seeds that served to compare settings: dqn.py 102, 104, 106, 112, 120; trpo.py 104, 107, 108 (on CartPole-v1)
-HELD_OUT_SEEDS_OF = {"dqn": list(range(121, 131)), "trpo": list(range(111, 121))}
+# seeds that served to compare settings: dqn.py 102, 104, 106, 112, 120 (and later 123, 127, 131-135);
+# trpo.py 104, 107, 108; per_dqn.py 108, 110 (all on CartPole-v1)
+HELD_OUT_SEEDS_OF = {"dqn": list(range(121, 131)), "trpo": list(range(111, 121)), "per_dqn": list(range(111, 121))}
 QUICK_STEPS = {"CartPole-v1": 10_000, "Pendulum-v1": 10_000}  # at least one rollout of every script
 
 
@@ -110,7 +111,7 @@ def main():
     parser.add_argument("--seeds", nargs="*", type=int, default=list(range(1, 11)), help="tuning seeds")
     parser.add_argument("--held-out-seeds", nargs="*", type=int,
                         help="seeds never used for tuning, run into RUN_DIR/held-out and given their own table "
-                             "(default: 101-110; dqn: 121-130; trpo: 111-120)")
+                             "(default: 101-110; dqn: 121-130; trpo and per_dqn: 111-120)")
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"))
     parser.add_argument("--procs", type=int, default=os.cpu_count(), help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="one seed, short budgets: a few minutes in all")
