@@ -91,7 +91,7 @@ def read_csv(path) -> list:
         return list(csv.DictReader(f))
 
 
-def interrupt_once_logging(command: list, cwd, env=None, episodes=4, timeout=90, before_interrupt=None):
+def interrupt_once_logging(command: list, cwd, env=None, episodes=4, timeout=600, before_interrupt=None):
     """Start `command` in cwd, wait until its run folder's episodes.csv has `episodes` rows, call
     before_interrupt() if given, send SIGINT (Ctrl-C) and wait for the exit. Returns (exit status, stdout,
     stderr, episode rows logged before the interrupt). The process is killed whatever happens."""
@@ -106,7 +106,7 @@ def interrupt_once_logging(command: list, cwd, env=None, episodes=4, timeout=90,
         if before_interrupt:
             before_interrupt()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     return proc.returncode, out, err, logged

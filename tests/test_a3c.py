@@ -334,7 +334,7 @@ def test_shared_adam_steps_the_shared_parameters_from_another_process():
     before = net.weight.detach().clone()
     child = mp.get_context(a3c.START_METHOD).Process(target=step_from_child, args=(net, optimizer))
     child.start()
-    child.join(timeout=120)
+    child.join(timeout=600)
     assert child.exitcode == 0
     # Adam's first step moves every weight by lr against the sign of its gradient, in the parent's memory
     assert torch.allclose(net.weight, before - 0.1, atol=1e-4)
@@ -412,7 +412,7 @@ def test_a_crashing_worker_makes_the_script_exit_nonzero(tmp_path):
                   "runpy.run_path(sys.argv[0], run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", run_script, script, "--env-id", "RaisingCartPole-v0",
                              "--num-workers", "2", "--no-cuda"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=180)
+                            text=True, timeout=600)
     assert result.returncode != 0
     assert "the env broke on purpose" in result.stderr
 
@@ -426,7 +426,7 @@ def test_ctrl_c_stops_every_worker(tmp_path):
         assert len(processes_with_marker(marker)) >= 3, "the main process and its 2 workers should be running"
 
     returncode, _, err, _ = interrupt_once_logging(command, cwd=tmp_path, env=dict(os.environ, **{marker: "1"}),
-                                                   timeout=120, before_interrupt=all_running)
+                                                   timeout=600, before_interrupt=all_running)
     assert returncode == 130, err
     assert "Traceback" not in err
     deadline = time.time() + 10  # the resource tracker notices its parent's exit and leaves

@@ -16,7 +16,7 @@ from conftest import ROOT, SCRIPTS, interrupt_once_logging, read_csv, tiny_args
 EPISODE_COLUMNS = ["global_step", "episodic_return", "episodic_length", "wall_time"]
 
 
-def run_cli(name, *flags, cwd, timeout=120):
+def run_cli(name, *flags, cwd, timeout=600):
     return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *flags], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -80,7 +80,7 @@ def test_benchmark_table_counts_seeds_over_the_threshold(run_dir):
 def test_plot_writes_one_figure_per_env_and_per_algorithm(run_dir, tmp_path):
     out = tmp_path / "png"
     result = subprocess.run([sys.executable, os.path.join(ROOT, "plots", "plot.py"), "--run-dir", run_dir,
-                             "--out", str(out)], capture_output=True, text=True, timeout=120)
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(out)) == ["CartPole-v1.png", "dqn_CartPole-v1.png"]
     assert all(os.path.getsize(out / name) > 10_000 for name in os.listdir(out))

@@ -74,7 +74,7 @@ def test_the_command_line_evaluates_a_saved_model_with_video(tmp_path):
     run_dir = dqn.train(args)["run_dir"]
     model = os.path.join(run_dir, "model.pt")
     result = subprocess.run([sys.executable, os.path.join(ROOT, "dqn.py"), "--eval-only", model,
-                             "--eval-episodes", "2", "--capture-video"], capture_output=True, text=True, timeout=120)
+                             "--eval-episodes", "2", "--capture-video"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "over 2 episodes" in result.stdout
     assert sorted(os.listdir(os.path.join(run_dir, "videos"))) == ["episode-0.gif", "episode-1.gif"]
