@@ -42,9 +42,9 @@ TASKS = {
 }
 ALL_CORES = {"a3c"}  # its workers use every core: its runs go one at a time, after the others
 HELD_OUT_SEEDS = list(range(101, 111))
-# seeds that served to compare settings: dqn.py 102, 104, 106, 112, 120 (and later 123, 127, 131-135);
+# seeds that served to compare settings: dqn.py 102, 104, 106, 112, 120 (and later 121-135);
 # trpo.py 104, 107, 108; per_dqn.py 108, 110 (all on CartPole-v1)
-HELD_OUT_SEEDS_OF = {"dqn": list(range(121, 131)), "trpo": list(range(111, 121)), "per_dqn": list(range(111, 121))}
+HELD_OUT_SEEDS_OF = {"dqn": list(range(141, 151)), "trpo": list(range(111, 121)), "per_dqn": list(range(111, 121))}
 QUICK_STEPS = {"CartPole-v1": 10_000, "Pendulum-v1": 10_000}  # at least one rollout of every script
 
 
