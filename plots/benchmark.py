@@ -39,6 +39,7 @@ TASKS = {
     "per_dqn": ["CartPole-v1"], "a2c": ["CartPole-v1", "Pendulum-v1"], "a3c": ["CartPole-v1", "Pendulum-v1"],
     "trpo": ["CartPole-v1", "Pendulum-v1"], "ppo": ["CartPole-v1", "Pendulum-v1"],
     "ddpg": ["Pendulum-v1"], "td3": ["Pendulum-v1"], "sac": ["Pendulum-v1"],
+    "reinforce": ["CartPole-v1", "Pendulum-v1"],
 }
 ALL_CORES = {"a3c"}  # its workers use every core: its runs go one at a time, after the others
 HELD_OUT_SEEDS = list(range(101, 111))

@@ -41,6 +41,7 @@ RUNS = {  # script: {env: flags of a short run}
     "ddpg": {"Pendulum-v1": OFF_POLICY},
     "td3": {"Pendulum-v1": OFF_POLICY},
     "sac": {"Pendulum-v1": OFF_POLICY},
+    "reinforce": {"CartPole-v1": ["--total-timesteps", "4000"], "Pendulum-v1": ["--total-timesteps", "4000"]},
 }
 SEEDS = (1, 2)
 
