@@ -239,16 +239,21 @@ def test_train_gives_the_update_the_reward_to_go_of_whole_episodes_with_args_gam
     """A short CartPole run with an unusual γ = 0.77 and 3 episodes a batch: every batch ends an episode and
     holds exactly 3 episode ends, its returns are the plain loop's reward-to-go with γ = 0.77 (catches γ
     ignored or replaced at the call site), the update gets those very returns with the batch's steps and the
-    baseline, the reward normalization discounts by the same γ, one optimizer step per batch, and the episodes
-    of an unfinished batch at the end of the budget are never learned from."""
+    baseline, the reward normalization discounts by the same γ, one optimizer step per batch, the learning rate
+    at each update is α (1 − t / T) with t the step that completed the batch, and the episodes of an unfinished
+    batch at the end of the budget are never learned from."""
     rtgs, updates, normalizers = spy_on(monkeypatch, "reward_to_go"), spy_on(monkeypatch, "update"), []
+    rates, spied_update = [], reinforce.update
+    monkeypatch.setattr(reinforce, "update", lambda actor, baseline, optimizer, *rest: rates.append(
+        optimizer.param_groups[0]["lr"]) or spied_update(actor, baseline, optimizer, *rest))
     original_normalizer = reinforce.Normalizer
     monkeypatch.setattr(reinforce, "Normalizer", lambda *a: normalizers.append(a) or original_normalizer(*a))
     steps = []
     hook = register_optimizer_step_post_hook(lambda *_: steps.append(1))
     try:
         summary = reinforce.train(reinforce.Args(total_timesteps=700, num_episodes=3, gamma=0.77, norm_reward=True,
-                                                 eval_episodes=0, run_dir=str(tmp_path), cuda=False))
+                                                 learning_rate=0.004, anneal_lr=True, eval_episodes=0,
+                                                 run_dir=str(tmp_path), cuda=False))
     finally:
         hook.remove()
     assert [a[1] for a in normalizers] == [0.77], "the reward normalization's γ is not Args'"
@@ -269,6 +274,8 @@ def test_train_gives_the_update_the_reward_to_go_of_whole_episodes_with_args_gam
     episodes = read_csv(os.path.join(summary["run_dir"], "episodes.csv"))
     assert 3 * len(updates) <= len(episodes) < 3 * (len(updates) + 1)
     assert batch_steps == int(episodes[3 * len(updates) - 1]["global_step"]), "steps of the batches ≠ steps played"
+    batch_ends = [int(episodes[3 * k + 2]["global_step"]) for k in range(len(updates))]
+    assert rates == pytest.approx([0.004 * (1 - step / 700) for step in batch_ends])
 
 
 class CountBaseline(nn.Module):
