@@ -18,7 +18,22 @@ Writes, for the scripts whose runs it finds (mean over seeds as a line, min..max
   "PPO-Clip");
 - teaching_sac_alpha_entropy.png: SAC's temperature α and its policy's entropy (lecture 7, "Soft
   Actor-Critic", automatic temperature);
-- teaching_per_beta_weights.png: PER's β schedule and mean importance weight (Schaul et al. 2016).
+- teaching_per_beta_weights.png: PER's β schedule and mean importance weight (Schaul et al. 2016);
+- teaching_reinforce_grad_variance.png: REINFORCE's policy-gradient estimate with and without its learned
+  baseline (the lecture on policy-based RL; REINF-4 in reinforce.py), made when the run folder holds
+  reinforce runs on CartPole-v1. Snapshots of reinforce.py with its defaults: one run per --variance-seeds,
+  trained here through its own train() with the schedule of the full run and stopped after the last of
+  --variance-steps (kept under --variance-run-dir and reused next time), and the final model.pt of up to
+  --variance-models of the folder's own runs. With each fixed snapshot, --variance-batches independent
+  batches of num_episodes episodes are played, and on each batch the gradient of the script's own policy
+  loss (its reward_to_go and update(), advantages not normalized) is taken twice, with Â = G − V_φ(s) and
+  with Â = G, the same G: (a) the variance of the estimate across the batches (summed over the policy's
+  parameters) against the training step; (b) at the first seed's last snapshot, the norm of the mean over
+  the first k batches: the part that the baseline subtracts has expectation 0 (REINF-4), so its mean should
+  shrink like noise, as 1/√k, while the two estimates' means settle on one gradient.
+  The defaults (6 snapshots up to 50k steps, 50 batches, 2 models) should take about 1.5 minutes on one
+  core: an estimate from shorter runs (20k steps of training in 11 s, 20 batches of 150-step episodes
+  measured in 2 s), not a timing of the defaults themselves.
 """
 
 import argparse
@@ -29,6 +44,8 @@ import io
 import json
 import os
 import sys
+from dataclasses import asdict
+from unittest import mock
 
 import gymnasium as gym
 import matplotlib
@@ -367,6 +384,296 @@ def overestimation(groups: dict, out: str, toy_run_dir: str, toy_budgets=TOY_BUD
     save(fig, os.path.join(out, "teaching_overestimation.png"))
 
 
+# ---------------------------------------------------------------------------------------------------
+# REINFORCE: the variance of the policy-gradient estimate, with and without the baseline
+# ---------------------------------------------------------------------------------------------------
+# Chosen before measuring, not tuned. Seed 1's snapshots (20 batches each) at steps 0, 5,426 and 20,283 played
+# mean returns of 22, 54 and 151 (the 50k snapshot not measured yet).
+VARIANCE_ENV = "CartPole-v1"
+VARIANCE_STEPS = (0, 2_000, 5_000, 10_000, 20_000, 50_000)
+VARIANCE_SEEDS = (1,)
+VARIANCE_BATCHES = 50
+VARIANCE_MODELS = 2
+VARIANCE_PLAY_SEED = 1_000_000  # the measured episodes are seeded apart from training (seed) and evaluation
+
+
+def reinforce_module():
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    return importlib.import_module("reinforce")
+
+
+class SnapshotsTaken(Exception):
+    """Raised inside reinforce.py's train() once the last snapshot is saved: the rest of the run is not needed."""
+
+
+def snapshot_path(run_path: str, step: int) -> str:
+    return os.path.join(run_path, f"snapshot_{step}.pt")
+
+
+def snapshot_run(seed: int, steps, run_dir: str) -> str:
+    """The folder of a reinforce.py run on CartPole-v1 with its defaults holding snapshot_{step}.pt for each of
+    `steps`: what model.pt holds (actor, baseline, normalizer, args), with global_step the steps of the batches
+    learned from, taken at the first batch's end at or after that step. An earlier run under run_dir is reused
+    if its settings match; else one is trained here through the script's own train(), its update() wrapped to
+    save the snapshots, and stopped after the last one: the first steps of a full-length run, whose learning
+    rate decays over the whole default budget."""
+    module = reinforce_module()
+    with contextlib.redirect_stdout(io.StringIO()):
+        wanted = module.with_env_defaults(module.Args(env_id=VARIANCE_ENV, seed=seed, cuda=False, run_dir=run_dir),
+                                          gym.make(VARIANCE_ENV))
+    if max(steps) > wanted.total_timesteps:
+        raise ValueError(f"snapshot steps up to {wanted.total_timesteps:,}, the run's budget, not {max(steps):,}")
+    settings = {key: value for key, value in asdict(wanted).items() if key != "run_dir"}
+    for run in load_runs(run_dir):
+        args = json.load(open(os.path.join(run.path, "args.json")))
+        if all(args.get(key) == value for key, value in settings.items()) and \
+                all(os.path.exists(snapshot_path(run.path, step)) for step in steps):
+            return run.path
+
+    pending, learned, runs = sorted(set(steps)), [0], []
+    save, update = module.Run.save, module.update
+
+    def recording_save(run, **parts):  # the parts train() will save to model.pt: its live networks
+        runs.append((run, parts))
+        save(run, **parts)
+
+    def take_snapshots(every=False):
+        run, parts = runs[0]
+        while pending and (every or pending[0] <= learned[0]):
+            model = {name: part.state_dict() for name, part in parts.items()}
+            model.update(script="reinforce", args=asdict(run.args), global_step=learned[0])
+            path = snapshot_path(run.dir, pending.pop(0))
+            torch.save(model, path + ".tmp")
+            os.replace(path + ".tmp", path)
+
+    def snapshotting_update(actor, baseline, optimizer, batch, norm_adv):
+        take_snapshots()  # before the first update: step 0
+        losses = update(actor, baseline, optimizer, batch, norm_adv)
+        learned[0] += len(batch[0])
+        take_snapshots()
+        if not pending:
+            raise SnapshotsTaken
+        return losses
+
+    with mock.patch.object(module.Run, "save", recording_save), \
+            mock.patch.object(module, "update", snapshotting_update), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            module.train(wanted)
+            take_snapshots(every=True)  # the budget ended before a batch ended at the last step: the last parameters
+        except SnapshotsTaken:
+            pass
+    return runs[0][0].dir
+
+
+def load_reinforce(path: str):
+    """(actor, baseline or None, normalizer, args, global_step) of a reinforce.py model.pt or snapshot, in the
+    script's own classes."""
+    module = reinforce_module()
+    checkpoint = torch.load(path, weights_only=True)
+    args = module.Args(**{key: value for key, value in checkpoint["args"].items()
+                          if key in module.Args.__dataclass_fields__})
+    env = gym.make(args.env_id)
+    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    actor = (module.CategoricalActor if discrete else module.GaussianActor)(
+        obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0], args.hidden_size,
+        args.log_std_init)
+    if not discrete and args.bound_mean:
+        actor.bound_mean(env.action_space.low, env.action_space.high)
+    env.close()
+    actor.load_state_dict(checkpoint["actor"])
+    baseline = None
+    if "baseline" in checkpoint:
+        baseline = module.Baseline(obs_dim, args.hidden_size)
+        baseline.load_state_dict(checkpoint["baseline"])
+    normalizer = module.Normalizer(obs_dim, args.gamma, args.norm_obs, args.norm_reward)
+    normalizer.load_state_dict(checkpoint["normalizer"])
+    return actor, baseline, normalizer, args, checkpoint["global_step"]
+
+
+def play_episodes(actor, baseline, normalizer, env_id: str, episodes: int, seed: int) -> list:
+    """`episodes` episodes of the fixed policy π_θ, side by side (one forward pass for all at each step: the
+    policy does not change, so they are distributed as if played one after the other). Per episode, its steps
+    as train() hands them to EpisodeBatch.add, but the reward still raw and the end of the episode added:
+    (s, a, r, terminated, cut, V_φ(final observation) at a cut, done)."""
+    module = reinforce_module()
+    envs = [gym.make(env_id) for _ in range(episodes)]
+    obs = np.array([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    steps, alive = [[] for _ in envs], list(range(episodes))
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        while alive:
+            observations = normalizer.observation(obs[alive], update=False)
+            actions = actor.sample(torch.as_tensor(observations))[0].numpy()
+            still = []
+            for i, observation, action in zip(alive, observations, actions):
+                env_action = module.env_actions(action, envs[i].action_space)
+                next_obs, reward, terminated, truncated, _ = envs[i].step(env_action)
+                cut = truncated and not terminated
+                final_value = 0.0
+                if cut and baseline is not None:
+                    final_value = module.value_of(baseline, normalizer.observation(next_obs, update=False), "cpu")
+                steps[i].append((observation, action, float(reward), terminated, cut, final_value,
+                                 terminated or truncated))
+                obs[i] = next_obs
+                if not (terminated or truncated):
+                    still.append(i)
+            alive = still
+    for env in envs:
+        env.close()
+    return steps
+
+
+class GradientOnly:
+    """Stands in for the optimizer handed to reinforce.py's update(): zero_grad() clears the gradients as the
+    optimizer's would, step() does nothing. After update(), the parameters are as they were and .grad holds the
+    gradient of its loss."""
+
+    def __init__(self, parameters):
+        self.parameters = list(parameters)
+
+    def zero_grad(self):
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    def step(self):
+        pass
+
+
+def policy_gradient(actor, baseline, batch: tuple) -> np.ndarray:
+    """The gradient of reinforce.py's policy loss −mean_t log π_θ(a_t|s_t) Â_t with respect to the policy's
+    parameters, flat, as update() computes it on the batch (s, a, G): Â_t = G_t − V_φ(s_t), or G_t for
+    baseline None; the advantages not normalized (norm_adv off), so that nothing else is subtracted."""
+    parameters = list(actor.parameters()) + (list(baseline.parameters()) if baseline is not None else [])
+    reinforce_module().update(actor, baseline, GradientOnly(parameters), batch, False)
+    return torch.cat([parameter.grad.flatten() for parameter in actor.parameters()]).numpy().copy()
+
+
+def gradient_samples(actor, baseline, normalizer, env_id: str, gamma: float, num_episodes: int, batches: int,
+                     seed: int = VARIANCE_PLAY_SEED) -> dict:
+    """`batches` independent batches of num_episodes episodes of the fixed policy; on each, the policy gradient
+    of update() with the baseline and without, on the same steps and the same reward-to-go G (reward_to_go,
+    bootstrapped from V_φ at a time limit's cut, the rewards scaled by a fresh copy of the snapshot's
+    normalizer, as training would at that point). Returns the two (batches, parameters) arrays "with" and
+    "without", and the episodes' undiscounted raw returns."""
+    module = reinforce_module()
+    episodes = play_episodes(actor, baseline, normalizer, env_id, batches * num_episodes, seed)
+    with_baseline, without_baseline = [], []
+    for first in range(0, len(episodes), num_episodes):
+        batch, scale = module.EpisodeBatch(), copy.deepcopy(normalizer)
+        for episode in episodes[first: first + num_episodes]:
+            for obs, action, reward, terminated, cut, final_value, done in episode:
+                batch.add(obs, action, scale.reward(reward, done), terminated, cut, final_value)
+        tensors = batch.tensors(module.reward_to_go(*batch.arrays(), gamma), torch.device("cpu"))
+        with_baseline.append(policy_gradient(actor, baseline, tensors))
+        without_baseline.append(policy_gradient(actor, None, tensors))
+    return {"with": np.array(with_baseline), "without": np.array(without_baseline),
+            "returns": np.array([sum(step[2] for step in episode) for episode in episodes])}
+
+
+def variance_summary(samples: dict) -> dict:
+    """Total variance across the batches (the sum over parameters of each one's variance) with and without the
+    baseline; the cosine between their means; the baseline's part, the difference of the two estimates, whose
+    mean over the B batches has a norm of about √(its total variance / B) if its expectation is 0."""
+    with_baseline, without_baseline = samples["with"], samples["without"]
+    term, batches = without_baseline - with_baseline, len(with_baseline)
+    mean_with, mean_without = with_baseline.mean(0), without_baseline.mean(0)
+    return {"var_with": float(with_baseline.var(0, ddof=1).sum()),
+            "var_without": float(without_baseline.var(0, ddof=1).sum()),
+            "cosine": float(mean_with @ mean_without / (np.linalg.norm(mean_with) * np.linalg.norm(mean_without))),
+            "term_mean": float(np.linalg.norm(term.mean(0))),
+            "term_noise": float(np.sqrt(term.var(0, ddof=1).sum() / batches)),
+            "mean_return": float(samples["returns"].mean()), "batches": batches}
+
+
+def measure_snapshot(path: str, batches: int) -> dict:
+    actor, baseline, normalizer, args, global_step = load_reinforce(path)
+    if baseline is None:
+        raise ValueError(f"{path} has no baseline (trained with --no-baseline)")
+    samples = gradient_samples(actor, baseline, normalizer, args.env_id, args.gamma, args.num_episodes, batches)
+    summary = variance_summary(samples)
+    print(f"{args.env_id} reinforce step {global_step:,} ({path}): mean return {summary['mean_return']:.1f}, "
+          f"total variance with the baseline {summary['var_with']:.3g}, without {summary['var_without']:.3g} "
+          f"(÷{summary['var_without'] / summary['var_with']:.1f}); cosine of the mean gradients "
+          f"{summary['cosine']:.3f}; the baseline's part: mean {summary['term_mean']:.3g}, noise level "
+          f"{summary['term_noise']:.3g}")
+    return {**summary, "global_step": global_step, "samples": samples}
+
+
+def running_mean_norms(samples: np.ndarray) -> np.ndarray:
+    """‖mean of the first k rows‖ for k = 1, ..., len(samples)."""
+    return np.linalg.norm(np.cumsum(samples, axis=0) / np.arange(1, len(samples) + 1)[:, None], axis=1)
+
+
+def reinforce_grad_variance(groups: dict, out: str, run_dir: str, steps=VARIANCE_STEPS, seeds=VARIANCE_SEEDS,
+                            batches: int = VARIANCE_BATCHES, models: int = VARIANCE_MODELS):
+    """teaching_reinforce_grad_variance.png, when `groups` holds reinforce runs on CartPole-v1. Returns
+    {"snapshots": {seed: [measure_snapshot of each step]}, "models": [measure_snapshot of each model.pt]}."""
+    if not groups.get((VARIANCE_ENV, "reinforce")):
+        return None
+    finals = [run for run in groups[(VARIANCE_ENV, "reinforce")] if os.path.exists(os.path.join(run.path, "model.pt"))
+              and json.load(open(os.path.join(run.path, "args.json"))).get("baseline")][:models]
+    results = {"snapshots": {}, "models": []}
+    for seed in seeds:
+        path = snapshot_run(seed, steps, run_dir)
+        print(f"{VARIANCE_ENV} reinforce seed {seed}: snapshots at {', '.join(map(str, steps))} steps in {path}")
+        results["snapshots"][seed] = [measure_snapshot(snapshot_path(path, step), batches) for step in steps]
+    results["models"] = [measure_snapshot(os.path.join(run.path, "model.pt"), batches) for run in finals]
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    for marker, (seed, measures) in zip("osD^v", results["snapshots"].items()):
+        x = [m["global_step"] for m in measures]
+        for color, key, name in ((COLORS[0], "var_without", "without"), (COLORS[1], "var_with", "with")):
+            ax.plot(x, [m[key] for m in measures], marker=marker, color=color,
+                    label=f"{name} the baseline: snapshots of seed {seed}")
+        for m in measures:
+            ax.annotate(f"÷{m['var_without'] / m['var_with']:.1f}\nreturn {m['mean_return']:.0f}",
+                        (m["global_step"], m["var_with"]), textcoords="offset points", xytext=(0, -22),
+                        ha="center", fontsize=6.5)
+    for run, m in zip(finals, results["models"]):
+        for color, key in ((COLORS[0], "var_without"), (COLORS[1], "var_with")):
+            ax.plot(m["global_step"], m[key], "*", markersize=12, color=color, markeredgecolor="black")
+        ax.annotate(f"÷{m['var_without'] / m['var_with']:.1f}\nreturn {m['mean_return']:.0f}",
+                    (m["global_step"], m["var_with"]), textcoords="offset points", xytext=(0, -22), ha="center",
+                    fontsize=6.5)
+    if finals:
+        ax.plot([], [], "*", markersize=12, color="gray", markeredgecolor="black",
+                label=f"final model.pt of {'seed' if len(finals) == 1 else 'seeds'} "
+                      f"{', '.join(str(run.seed) for run in finals)}")
+    positive = [m["global_step"] for measures in results["snapshots"].values() for m in measures if m["global_step"]]
+    ax.set_xscale("symlog", linthresh=min(positive, default=1_000))
+    ax.set_yscale("log")
+    ax.set_xlabel("training step of the snapshot (symlog)")
+    ax.set_ylabel("total variance of the batch's gradient\n(Σ over the policy's parameters)")
+    ax.set_title(f"(a) {VARIANCE_ENV}: variance of REINFORCE's gradient over {batches} batches\n"
+                 "(÷: variance without / with the baseline; return: mean of the measured episodes)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5)
+
+    ax, (seed, measures) = axes[1], next(iter(results["snapshots"].items()))
+    last = measures[-1]
+    k = np.arange(1, batches + 1)
+    term = last["samples"]["without"] - last["samples"]["with"]
+    ax.plot(k, running_mean_norms(last["samples"]["without"]), color=COLORS[0], label="without the baseline: G")
+    ax.plot(k, running_mean_norms(last["samples"]["with"]), color=COLORS[1], label="with the baseline: G − V(s)")
+    ax.plot(k, running_mean_norms(term), color=COLORS[2], label="the baseline's part (their difference)")
+    ax.plot(k, np.sqrt(term.var(0, ddof=1).sum() / k), color=COLORS[2], linestyle="--",
+            label="√(its variance / k): pure noise of mean 0")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("k, batches averaged")
+    ax.set_ylabel("‖mean gradient of the first k batches‖")
+    ax.set_title(f"(b) snapshot at step {last['global_step']:,} (seed {seed}): the baseline's part averages out;\n"
+                 f"cosine of the two mean gradients over {batches} batches: {last['cosine']:.3f}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5)
+    fig.suptitle("REINFORCE with and without the learned baseline: same batches, same reward-to-go G, "
+                 "advantages not normalized", fontsize=11)
+    save(fig, os.path.join(out, "teaching_reinforce_grad_variance.png"))
+    return results
+
+
 def two_panels(groups: dict, script: str, columns: list, titles: list, path: str, log_scale=()):
     envs = [env for env, s in groups if s == script]
     if not envs:
@@ -398,6 +705,17 @@ def main():
     parser.add_argument("--value-episodes", type=int, default=5,
                         help="CartPole-v1: greedy episodes whose states are valued (seeded 100000, 100001, ...)")
     parser.add_argument("--value-stride", type=int, default=20, help="CartPole-v1: value every STRIDE-th state")
+    parser.add_argument("--variance-run-dir", default=None,
+                        help="folder of the reinforce.py snapshot runs, trained when missing "
+                             "(default: RUN_DIR/reinforce_grad_variance)")
+    parser.add_argument("--variance-steps", type=int, nargs="+", default=list(VARIANCE_STEPS),
+                        help="training steps of the reinforce.py snapshots")
+    parser.add_argument("--variance-seeds", type=int, nargs="+", default=list(VARIANCE_SEEDS),
+                        help="seeds of the reinforce.py snapshot runs, one run each")
+    parser.add_argument("--variance-batches", type=int, default=VARIANCE_BATCHES,
+                        help="batches of episodes played with each snapshot to measure the gradient's variance")
+    parser.add_argument("--variance-models", type=int, default=VARIANCE_MODELS,
+                        help="measure the final model.pt of this many of the run folder's reinforce runs too")
     options = parser.parse_args()
     torch.set_num_threads(1)  # small networks: one thread is fastest, and more only spin on a busy machine
     groups = group(load_runs(options.run_dir))
@@ -406,6 +724,10 @@ def main():
     os.makedirs(options.out, exist_ok=True)
     overestimation(groups, options.out, options.toy_run_dir or os.path.join(options.run_dir, "maximization_bias"),
                    tuple(options.toy_budgets), tuple(options.toy_seeds), options.value_episodes, options.value_stride)
+    reinforce_grad_variance(groups, options.out,
+                            options.variance_run_dir or os.path.join(options.run_dir, "reinforce_grad_variance"),
+                            tuple(options.variance_steps), tuple(options.variance_seeds), options.variance_batches,
+                            options.variance_models)
     two_panels(groups, "ppo", ["approx_kl", "clip_fraction"],
                ["PPO: approximate KL(π_θk ‖ π_θ) per update", "PPO: fraction of samples whose ratio was clipped"],
                os.path.join(options.out, "teaching_ppo_kl_clip.png"))
