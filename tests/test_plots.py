@@ -259,8 +259,17 @@ def bandit_policy(p, hidden_size=16):
     return actor, baseline, h
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small networks, as teaching.py's main() and train() run them: more threads only spin on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("p", [0.5, 0.3, 0.8])
-def test_the_gradient_variance_on_a_bandit_against_its_exact_value(p):
+def test_the_gradient_variance_on_a_bandit_against_its_exact_value(p, one_torch_thread):
     """One step per episode, reward a, so G = a. With logits = W h + b, ∇_b log π(a) = e_a − π and
     ∇_W log π(a) = (e_a − π) hᵀ, and e_a − π = c [−1, 1] with c = q = 1 − p for a = 1, −p for a = 0. The
     loss's gradient on a batch of N episodes is −(1/N) Σ_i (e_ai − π)(G_i − b) (1, h): its total variance
