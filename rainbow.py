@@ -42,12 +42,12 @@ Ablations, as in the paper's Figure 3 (each flag removes one part from the full 
   --no-distributional   RAINBOW-5    a scalar Q per action, target y = R + γ^k (1 − terminated) Q_φ'(s', a*),
                                      Huber loss and priorities |y − Q_φ(s, a)| (num_atoms, v_min, v_max unused)
   --no-noisy            RAINBOW-6    plain linear layers and DQN's ε-greedy schedule (start_e, end_e, ...)
-All flags off (`--no-double --no-dueling --no-per --n-step 1 --no-distributional --no-noisy`) is DQN, up to
-the stratified uniform sampling of the sum tree. Everything that is not one of the six parts is DQN's (dqn.py):
-`diff dqn.py rainbow.py` shows them. The loss of C51 is the cross-entropy −Σ_i m_i log p_i(s, a), also the
-priority; the paper's KL divergence is the cross-entropy less the entropy of m: the same gradient, but its
-priorities leave out that entropy. metrics.csv logs q_mean, the mean Q_φ(s, a) of the batches, their mean
-importance weight and β.
+All flags off (`--no-double --no-dueling --no-per --n-step 1 --no-distributional --no-noisy`) is DQN with the
+Nature paper's Huber loss and a constant learning rate, up to the stratified uniform sampling of the sum tree:
+everything but the six parts is DQN's, and the lines of each part carry its label RAINBOW-k. The loss of C51
+is the cross-entropy −Σ_i m_i log p_i(s, a), also the priority; the paper's KL divergence is the cross-entropy
+less the entropy of m: the same gradient, but its priorities leave out that entropy. metrics.csv logs q_mean,
+the mean Q_φ(s, a) of the batches, their mean importance weight and β.
 
 Reading order: the per-env defaults and the settings (Args), the noisy layer and the network, the n-step window,
 the sum tree and the prioritized buffer, the targets (double, n-step, the C51 projection) and the update, then
@@ -84,7 +84,7 @@ import tyro
 # positive rewards only: give such envs --v-min and --v-max); the resolved values are printed at the start and
 # written to args.json. Not tuned: the support brackets every discounted return the env can give at γ = 0.99.
 ENV_DEFAULTS = {
-    # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100]; dqn.py's budget (50k steps)
+    # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100]; a budget of 50k steps
     "CartPole-v1": dict(total_timesteps=50_000, v_min=0.0, v_max=100.0),
     # −1 a step until the goal: returns lie in [−1 / (1 − γ), 0] = [−100, 0]; the RL Baselines3 Zoo's budget
     # for its DQN-family agents on Acrobot-v1 (100k steps)
