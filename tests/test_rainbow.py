@@ -370,10 +370,12 @@ def test_rainbow_update_is_one_weighted_cross_entropy_step_towards_the_projected
     assert torch.allclose(q_values, (log_p.exp() * support).sum(1), atol=1e-6)
 
 
-def test_scalar_update_without_c51_is_a_weighted_huber_step_towards_the_n_step_double_target():
+def test_scalar_update_without_c51_is_a_weighted_squared_error_step_towards_the_n_step_double_target():
     """--no-distributional --no-dueling: Q(s) = W s + b; y = R + γ^k (1 − d) Q'(s', argmax_a Q(s', a)); loss
-    mean_j w_j Huber(Q(s_j, a_j) − y_j), priorities |y − Q(s, a)|. With plain SGD,
-    W_a −= lr Σ_j w_j [a_j = a] Huber'(e_j) s_j / n and b_a −= lr Σ_j w_j [a_j = a] Huber'(e_j) / n."""
+    mean_j w_j (Q(s_j, a_j) − y_j)², priorities |y − Q(s, a)|. With plain SGD and e_j = Q(s_j, a_j) − y_j,
+    W_a −= lr Σ_j w_j [a_j = a] 2 e_j s_j / n and b_a −= lr Σ_j w_j [a_j = a] 2 e_j / n. One TD error is beyond 1,
+    where a Huber loss (threshold 1) clips the gradient at ±1: a Huber loss, even doubled, or ½ of the squared
+    error fails here."""
     online_heads = {"advantage.weight": torch.tensor([[0.5, 0.2], [0.1, -0.3]]),
                     "advantage.bias": torch.tensor([0.1, 0.4])}
     target_heads = {"advantage.weight": torch.tensor([[0.4, 0.0], [0.0, 0.9]]),
@@ -385,13 +387,13 @@ def test_scalar_update_without_c51_is_a_weighted_huber_step_towards_the_n_step_d
     assert not torch.equal(choice, next_q.argmax(1)), "double and DQN's max agree here"
     y = REWARDS + GAMMA ** STEPS * (1 - TERMINATED) * next_q[torch.arange(3), choice]
     errors = (OBS @ W.T + b)[torch.arange(3), ACTIONS] - y
-    assert errors.abs().max() > 1 > errors.abs().min(), "both parts of the Huber loss"
-    slope = WEIGHTS * errors.clamp(-1.0, 1.0) / 3
+    assert errors.abs().max() > 1, "no TD error beyond 1: 2 · Huber would pass"
+    slope = WEIGHTS * 2 * errors / 3
+    assert not torch.allclose(slope, WEIGHTS * 2 * errors.clamp(-1.0, 1.0) / 3), "2 · Huber's step is the same"
     expected_W, expected_b = W.clone(), b.clone()
     for j in range(3):
         expected_W[ACTIONS[j]] -= LR * slope[j] * OBS[j]
         expected_b[ACTIONS[j]] -= LR * slope[j]
-    huber = torch.where(errors.abs() < 1, 0.5 * errors ** 2, errors.abs() - 0.5)
 
     online, target = network_with_identity_layers(online_heads), network_with_identity_layers(target_heads)
     loss, q_values, priorities = rainbow.update(online, target, torch.optim.SGD(online.advantage.parameters(), lr=LR),
@@ -399,7 +401,7 @@ def test_scalar_update_without_c51_is_a_weighted_huber_step_towards_the_n_step_d
     assert torch.allclose(online.advantage.weight, expected_W, atol=1e-6)
     assert torch.allclose(online.advantage.bias, expected_b, atol=1e-6)
     assert torch.equal(target.advantage.weight, W_target)
-    assert loss.item() == pytest.approx((WEIGHTS * huber).mean().item(), rel=1e-5)
+    assert loss.item() == pytest.approx((WEIGHTS * errors ** 2).mean().item(), rel=1e-5)
     assert torch.allclose(priorities, errors.abs(), atol=1e-6)
     assert torch.allclose(q_values, errors + y, atol=1e-6)
 
@@ -418,10 +420,11 @@ def test_no_double_lets_the_target_network_choose():
 # What train() passes: γ and γ^k to the target, the target network's copies, β, the weights and priorities
 # ---------------------------------------------------------------------------------------------------
 def spy_on_train(monkeypatch, tmp_path, **overrides):
-    """Train on CartPole-v1 for 400 steps (an update every 4 steps after 100, a target copy every 40, γ = 0.77)
-    with spies on update() and on the buffer's sample(). Returns the Args, one dict per update() call (its
-    arguments by name, the parameters and the networks' outputs before the step, what it returned) and one
-    per draw (β, every leaf of the sum tree before the draw, the indices and the weights drawn)."""
+    """Train on CartPole-v1 for 400 steps (an update every 4 steps after 100, a target copy every 40, γ = 0.77,
+    learning rate 0.004) with spies on update() and on the buffer's sample(). Returns the Args, one dict per
+    update() call (its arguments by name, the parameters, the networks' outputs and the optimizer's learning rate
+    before the step, what it returned) and one per draw (β, every leaf of the sum tree before the draw, the
+    indices and the weights drawn)."""
     calls, draws = [], []
     original_update, original_sample = rainbow.update, rainbow.PrioritizedReplayBuffer.sample
     signature = inspect.signature(original_update)
@@ -433,7 +436,7 @@ def spy_on_train(monkeypatch, tmp_path, **overrides):
         with torch.no_grad():  # the same noise as the update's: nothing draws noise between here and there
             call.update(online=flat(online), target=flat(target), logits=online.logits(obs),
                         next_q=online(next_obs), next_target_q=target(next_obs),
-                        next_target_logits=target.logits(next_obs))
+                        next_target_logits=target.logits(next_obs), lr=call["optimizer"].param_groups[0]["lr"])
         call["returned"] = original_update(*positional, **named)
         calls.append(call)
         return call["returned"]
@@ -447,7 +450,8 @@ def spy_on_train(monkeypatch, tmp_path, **overrides):
     monkeypatch.setattr(rainbow, "update", update_spy)
     monkeypatch.setattr(rainbow.PrioritizedReplayBuffer, "sample", sample_spy)
     settings = dict(total_timesteps=400, learning_starts=100, batch_size=16, buffer_size=400, train_frequency=4,
-                    target_network_frequency=40, gamma=0.77, hidden_size=16, eval_episodes=1, log_frequency=40,
+                    target_network_frequency=40, gamma=0.77, learning_rate=0.004, hidden_size=16, eval_episodes=1,
+                    log_frequency=40,
                     run_dir=str(tmp_path), cuda=False, save_model=False)
     args = rainbow.Args(**(settings | overrides))
     run_dir = rainbow.train(args)["run_dir"]
@@ -463,7 +467,7 @@ def update_steps(args):
 
 def expected_losses(call, support):
     """Each transition's loss and new priority, from the networks before the step, computed here: with C51 the
-    cross-entropy with the projected target, both; without, Huber(Q(s, a) − y) and |y − Q(s, a)|."""
+    cross-entropy with the projected target, both; without, (Q(s, a) − y)² and |y − Q(s, a)|."""
     _, actions, rewards, _, terminated, steps = call["batch"]
     rows = torch.arange(len(actions))
     discounts = call["gamma"] ** steps
@@ -471,7 +475,7 @@ def expected_losses(call, support):
     if support is None:
         y = rewards + discounts * (1 - terminated) * call["next_target_q"][rows, choice]
         errors = call["logits"][rows, actions, 0] - y
-        return torch.where(errors.abs() < 1, 0.5 * errors ** 2, errors.abs() - 0.5), errors.abs()
+        return errors ** 2, errors.abs()
     next_probs = call["next_target_logits"].softmax(-1)[rows, choice]
     m = torch.tensor([reference_projection(support, next_probs[j], rewards[j], terminated[j], discounts[j])
                       for j in rows])
@@ -487,11 +491,16 @@ def test_train_passes_gamma_n_step_discounts_target_copies_beta_weights_and_prio
     """At each update of a short run: γ is Args', double is Args', the batch's k are 1 … n (n, or fewer at an
     episode's end) and the loss of each transition is the one computed here from γ^k; φ' is φ as of the last copy
     step (as in the DQN variants' tests); β = per_beta_start + (1 − per_beta_start) t / T; the weights are
-    (N P(i))^(−β) / max_j from the sum tree; the sampled leaves then hold (loss_i + ε)^α. With --no-noisy, ε
-    follows DQN's schedule; with noisy layers it is 0."""
+    (N P(i))^(−β) / max_j from the sum tree; the sampled leaves then hold (loss_i + ε)^α; the learning rate is
+    lr (1 − (t − 1) / T) at the update of step t (lr = 0.004, T = 400: lr at step 1, lr / T at step T), which
+    catches a rate not decayed, decayed from the wrong step or from another lr. With --no-noisy, ε follows DQN's
+    schedule; with noisy layers it is 0."""
     args, calls, draws, metrics = spy_on_train(monkeypatch, tmp_path, **flags)
     steps = update_steps(args)
     assert len(calls) == len(draws) == len(steps)
+    assert args.anneal_lr, "the learning rate decays by default"
+    assert [call["lr"] for call in calls] == pytest.approx(
+        [0.004 * (1 - (step - 1) / 400) for step in steps], rel=1e-9), "learning rate at each update"
     support = torch.linspace(args.v_min, args.v_max, args.num_atoms) if args.distributional else None
     alpha = args.per_alpha if args.per else 0.0
     all_k, all_terminated = [], []
@@ -526,6 +535,12 @@ def test_train_passes_gamma_n_step_discounts_target_copies_beta_weights_and_prio
     else:
         assert epsilons == pytest.approx([rainbow.linear_schedule(1.0, 0.05, 80, int(row["global_step"]))
                                           for row in metrics])
+
+
+def test_no_anneal_lr_keeps_the_learning_rate_at_every_update(monkeypatch, tmp_path):
+    _, calls, _, _ = spy_on_train(monkeypatch, tmp_path, anneal_lr=False, total_timesteps=160)
+    assert len(calls) == (160 - 100) // 4
+    assert [call["lr"] for call in calls] == [0.004] * len(calls)
 
 
 def test_no_per_replays_uniformly_with_unit_weights(monkeypatch, tmp_path):
