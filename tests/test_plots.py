@@ -216,7 +216,7 @@ def test_monte_carlo_return_ignores_the_time_limit():
     assert np.all(returns > 99.98) and np.all(returns <= 100.0)
 
 
-def test_overestimation_figure_from_a_tiny_run_folder(tmp_path, monkeypatch, capsys):
+def test_overestimation_figure_from_a_tiny_run_folder(tmp_path, monkeypatch):
     run_dir, out = tmp_path / "runs", tmp_path / "png"
     for script in teaching.DQN_SCRIPTS:
         module = importlib.import_module(script)
@@ -226,68 +226,9 @@ def test_overestimation_figure_from_a_tiny_run_folder(tmp_path, monkeypatch, cap
     monkeypatch.setattr(sys, "argv", command)
     teaching.main()
     assert os.path.getsize(out / "teaching_overestimation.png") > 10_000
-    # no rainbow.py runs under RUN_DIR/rainbow_ablation and no --ablation-train: one line, no figure
-    assert f"{out / 'teaching_rainbow_ablation.png'}: skipped, no finished rainbow.py runs of 50,000 steps under " \
-           f"{run_dir / 'rainbow_ablation'}" in capsys.readouterr().out
-    assert not os.path.exists(out / "teaching_rainbow_ablation.png")
     toy_runs = sorted(os.listdir(run_dir / "maximization_bias" / "steps_300"))
     assert [name.split("__")[1:3] for name in toy_runs] == [["double_dqn", "1"], ["dqn", "1"]]
     measure = teaching.toy_measure(str(run_dir / "maximization_bias" / "steps_300" / toy_runs[1]))
     assert measure["greedy left"] in (0.0, 1.0) and measure["gamma"] == 0.99
     teaching.toy_experiment(str(run_dir / "maximization_bias"), budgets=(300,), seeds=(1,))  # reused: no new runs
     assert sorted(os.listdir(run_dir / "maximization_bias" / "steps_300")) == toy_runs
-
-
-# ---------------------------------------------------------------------------------------------------
-# teaching.py's Rainbow ablation: the full agent against each part turned off by its flag
-# ---------------------------------------------------------------------------------------------------
-import re  # noqa: E402
-
-import rainbow  # noqa: E402
-
-# experiment name: the settings of its run that differ from rainbow.py's defaults
-ABLATION = {"rainbow": {}, "rainbow-no-double": {"double": False}, "rainbow-no-dueling": {"dueling": False},
-            "rainbow-no-per": {"per": False}, "rainbow-n-step-1": {"n_step": 1},
-            "rainbow-no-distributional": {"distributional": False}, "rainbow-no-noisy": {"noisy": False}}
-TINY_RAINBOW = dict(learning_starts=100, batch_size=16, buffer_size=300, hidden_size=16, target_network_frequency=100,
-                    log_frequency=100, eval_episodes=1)
-
-
-def test_the_ablation_turns_off_the_parts_of_rainbows_table():
-    """Each variant of the figure is one row of rainbow.py's ablation table, and every row has its variant."""
-    table = re.findall(r"^  (--[a-z-]+(?: 1)?)\s+RAINBOW-\d", rainbow.__doc__, flags=re.MULTILINE)
-    flags = [teaching.command_line_flags(off) for off, _ in teaching.ABLATION_PARTS.values()]
-    assert sorted(flags) == sorted(table) and len(table) == 6
-    assert {teaching.ABLATION_FULL, *teaching.ABLATION_PARTS} == set(ABLATION)
-
-
-def test_rainbow_ablation_trains_the_missing_runs_once_and_draws_them(tmp_path, capsys):
-    """At 300 steps and one seed: without runs and without training, one line and no figure; with training, the
-    7 runs, each with its part off and the others on, and the figure; called again, the same runs, none
-    trained; at another budget none of them counts."""
-    out, run_dir = tmp_path / "png", tmp_path / "ablation"
-    out.mkdir()
-    assert teaching.rainbow_ablation(str(out), str(run_dir), 300, seeds=(1,), settings=TINY_RAINBOW) == {}
-    assert "teaching_rainbow_ablation.png: skipped, no finished rainbow.py runs of 300 steps under " \
-           f"{run_dir}" in capsys.readouterr().out
-    assert not os.listdir(out)
-
-    results = teaching.rainbow_ablation(str(out), str(run_dir), 300, seeds=(1,), settings=TINY_RAINBOW, train=True)
-    assert os.path.getsize(out / "teaching_rainbow_ablation.png") > 10_000
-    assert sorted(results) == sorted(ABLATION)
-    assert sorted(name.split("__")[1] for name in os.listdir(run_dir)) == sorted(ABLATION)
-    assert capsys.readouterr().out.count(": trained 300 steps in ") == 7
-    defaults = rainbow.Args()
-    for name, runs in results.items():
-        assert [run.seed for run in runs] == [1] and runs[0].evaluation["global_step"] == 300
-        args = json.load(open(os.path.join(runs[0].path, "args.json")))
-        changed = {key: args[key] for key in ("double", "dueling", "per", "n_step", "distributional", "noisy")
-                   if args[key] != getattr(defaults, key)}
-        assert (args["exp_name"], args["env_id"], changed) == (name, "CartPole-v1", ABLATION[name])
-
-    folders = sorted(os.listdir(run_dir))
-    again = teaching.rainbow_ablation(str(out), str(run_dir), 300, seeds=(1,), settings=TINY_RAINBOW, train=True)
-    assert {name: [run.path for run in runs] for name, runs in again.items()} == \
-        {name: [run.path for run in runs] for name, runs in results.items()}
-    assert sorted(os.listdir(run_dir)) == folders and "trained" not in capsys.readouterr().out
-    assert teaching.ablation_experiment(str(run_dir), 400, seeds=(1,), settings=TINY_RAINBOW) == {}
