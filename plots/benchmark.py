@@ -36,7 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Pendulum-v1; the scripts for both action spaces on both.
 TASKS = {
     "dqn": ["CartPole-v1"], "double_dqn": ["CartPole-v1"], "dueling_dqn": ["CartPole-v1"],
-    "per_dqn": ["CartPole-v1"], "a2c": ["CartPole-v1", "Pendulum-v1"], "a3c": ["CartPole-v1", "Pendulum-v1"],
+    "per_dqn": ["CartPole-v1"], "rainbow": ["CartPole-v1"],
+    "a2c": ["CartPole-v1", "Pendulum-v1"], "a3c": ["CartPole-v1", "Pendulum-v1"],
     "trpo": ["CartPole-v1", "Pendulum-v1"], "ppo": ["CartPole-v1", "Pendulum-v1"],
     "ddpg": ["Pendulum-v1"], "td3": ["Pendulum-v1"], "sac": ["Pendulum-v1"],
     "reinforce": ["CartPole-v1", "Pendulum-v1"],

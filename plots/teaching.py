@@ -1,6 +1,7 @@
 """Teaching plots: the quantities the lecture's slides talk about, from the logs of real runs.
 
     python plots/teaching.py --run-dir runs/benchmark --out plots
+    python plots/teaching.py --run-dir runs/benchmark --out plots --ablation-train   # trains Rainbow's ablation
 
 Writes, for the scripts whose runs it finds (mean over seeds as a line, min..max as a band):
 - teaching_overestimation.png: DQN against Double DQN (lecture 7, "Double DQN: solving overestimation in
@@ -34,6 +35,14 @@ Writes, for the scripts whose runs it finds (mean over seeds as a line, min..max
   The defaults (6 snapshots up to 50k steps, 50 batches, 2 models) should take about 1.5 minutes on one
   core: an estimate from shorter runs (20k steps of training in 11 s, 20 batches of 150-step episodes
   measured in 2 s), not a timing of the defaults themselves.
+- teaching_rainbow_ablation.png: Rainbow's ablation on CartPole-v1 (Hessel et al. 2018, Figure 3): the full
+  agent against each of its six parts turned off by its flag (--no-double, --no-dueling, --no-per, --n-step 1,
+  --no-distributional, --no-noisy), training curves and final greedy evaluations over --ablation-seeds. The
+  runs (experiments rainbow, rainbow-no-double, ..., rainbow-n-step-1, ...) are looked for under
+  --ablation-run-dir; with --ablation-train the missing ones are trained there, one at a time, through
+  rainbow.py's own train() at --ablation-steps (default: rainbow.py's budget for CartPole-v1), and reused next
+  time. That is 7 runs per seed at the full budget, so it is never done without the flag; without it and
+  without runs, the figure is skipped with one line.
 """
 
 import argparse
@@ -44,6 +53,8 @@ import io
 import json
 import os
 import sys
+import time
+import warnings
 from dataclasses import asdict
 from unittest import mock
 
@@ -58,8 +69,8 @@ import torch  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from plot import draw_band  # noqa: E402
-from runs import group, load_runs, read_columns  # noqa: E402
+from plot import draw_band, on_grid, seeds as seed_count  # noqa: E402
+from runs import THRESHOLDS, group, load_runs, read_columns, read_run, stamp_of  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 DQN_SCRIPTS = ("dqn", "double_dqn")
@@ -72,6 +83,13 @@ def metric_series(runs: list, column: str) -> list:
         if column in metrics and len(metrics[column]):
             series.append((metrics["global_step"], metrics[column]))
     return series
+
+
+def import_script(name: str):
+    """An algorithm script of the repository (e.g. "dqn") as a module: its Args, networks and train()."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    return importlib.import_module(name)
 
 
 def save(fig, path: str):
@@ -90,9 +108,7 @@ def load_q_network(run_path: str):
     checkpoint = torch.load(os.path.join(run_path, "model.pt"), weights_only=True)
     args = checkpoint["args"]
     script = checkpoint.get("script") or os.path.basename(run_path.rstrip(os.sep)).split("__")[1]  # older runs
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    module = importlib.import_module(script)
+    module = import_script(script)
     env = gym.make(args["env_id"])
     q_network = module.QNetwork(env.observation_space.shape[0], int(env.action_space.n), args["hidden_size"])
     env.close()
@@ -240,9 +256,7 @@ def toy_run(script: str, seed: int, budget: int, run_dir: str) -> str:
         if (run.script, run.seed) == (script, seed) and os.path.exists(os.path.join(run.path, "model.pt")) \
                 and run.evaluation and all(args.get(key) == value for key, value in wanted.items()):
             return run.path
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    module = importlib.import_module(script)
+    module = import_script(script)
     with contextlib.redirect_stdout(io.StringIO()):
         return module.train(module.Args(run_dir=run_dir, **wanted))["run_dir"]
 
@@ -693,6 +707,138 @@ def two_panels(groups: dict, script: str, columns: list, titles: list, path: str
     save(fig, path)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Rainbow's ablation: the full agent against each of its parts turned off (Hessel et al. 2018, Figure 3)
+# ---------------------------------------------------------------------------------------------------
+ABLATION_FULL = "rainbow"
+ABLATION_PARTS = {  # experiment name: (rainbow.py's settings that turn one part off, the part)
+    "rainbow-no-double": (dict(double=False), "double targets (RAINBOW-1)"),
+    "rainbow-no-dueling": (dict(dueling=False), "the dueling head (RAINBOW-2)"),
+    "rainbow-no-per": (dict(per=False), "prioritized replay (RAINBOW-3)"),
+    "rainbow-n-step-1": (dict(n_step=1), "n-step returns (RAINBOW-4)"),
+    "rainbow-no-distributional": (dict(distributional=False), "C51 (RAINBOW-5)"),
+    "rainbow-no-noisy": (dict(noisy=False), "NoisyNet (RAINBOW-6)"),
+}
+ABLATION_ENV = "CartPole-v1"
+ABLATION_SEEDS = tuple(range(1, 6))
+ABLATION_SETTINGS = dict(env_id=ABLATION_ENV, cuda=False)  # else rainbow.py's defaults, as the benchmark runs it
+
+
+def command_line_flags(settings: dict) -> str:
+    """rainbow.py's flags for the settings: double=False is --no-double, n_step=1 is --n-step 1."""
+    return " ".join(f"--no-{key}" if value is False else f"--{key.replace('_', '-')} {value}"
+                    for key, value in settings.items())
+
+
+def ablation_settings(name: str, budget: int, settings: dict) -> dict:
+    """The Args of rainbow.py for experiment `name` (but the seed and run_dir): each of the six switches given,
+    the one of ABLATION_PARTS[name] off, the others at rainbow.py's defaults."""
+    defaults = import_script("rainbow").Args()
+    off = ABLATION_PARTS[name][0] if name in ABLATION_PARTS else {}
+    switches = [key for part, _ in ABLATION_PARTS.values() for key in part]
+    return dict(ABLATION_SETTINGS, **settings, total_timesteps=budget, exp_name=name,
+                **{key: off.get(key, getattr(defaults, key)) for key in switches})
+
+
+def ablation_experiment(run_dir: str, budget: int, seeds=ABLATION_SEEDS, settings: dict = None,
+                        train: bool = False) -> dict:
+    """{experiment name: [the Run of each seed]} for the full agent and each part turned off, from the finished
+    runs under run_dir whose args.json has these settings (the newest, when there are several). With train, the
+    runs not found are trained, one at a time, in this process (their output kept quiet but for one line)."""
+    module = import_script("rainbow")
+    names = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []
+    finished = [run for run in (read_run(os.path.join(run_dir, name)) for name in names) if run and run.evaluation]
+    results = {}
+    for name in (ABLATION_FULL, *ABLATION_PARTS):
+        wanted = ablation_settings(name, budget, settings or {})
+        for seed in seeds:
+            matching = [run for run in finished if run.exp_name == name and run.seed == seed and all(
+                json.load(open(os.path.join(run.path, "args.json"))).get(key) == value
+                for key, value in wanted.items())]
+            run = max(matching, key=stamp_of) if matching else None
+            if run is None and train:
+                start = time.time()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    run = read_run(module.train(module.Args(run_dir=run_dir, seed=seed, **wanted))["run_dir"])
+                print(f"{ABLATION_ENV} {name} seed {seed}: trained {budget:,} steps in {time.time() - start:.0f} s, "
+                      f"evaluation {run.evaluation['mean']:.1f}")
+            if run is not None:
+                results.setdefault(name, []).append(run)
+    return results
+
+
+def rainbow_ablation(out: str, run_dir: str, budget: int = None, seeds=ABLATION_SEEDS, settings: dict = None,
+                     train: bool = False) -> dict:
+    """teaching_rainbow_ablation.png from ablation_experiment (budget None: rainbow.py's for CartPole-v1);
+    returns what ablation_experiment found."""
+    budget = budget or import_script("rainbow").ENV_DEFAULTS[ABLATION_ENV]["total_timesteps"]
+    results = ablation_experiment(run_dir, budget, seeds, settings, train)
+    path = os.path.join(out, "teaching_rainbow_ablation.png")
+    if not results:
+        print(f"{path}: skipped, no finished rainbow.py runs of {budget:,} steps under {run_dir} "
+              "(--ablation-train trains them)")
+        return results
+    fig, axes = plt.subplots(2, 4, figsize=(21, 9), sharey=True)
+    threshold, full = THRESHOLDS[ABLATION_ENV], results.get(ABLATION_FULL, [])
+
+    def curves(runs):
+        return [(run.steps, run.smoothed()) for run in runs]
+
+    def finish(ax, title, legend=True):
+        ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label="solved")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if legend:
+            ax.legend(fontsize=7.5, loc="lower right")
+
+    # one panel per part: the full agent against the agent without that part
+    for ax, color, (name, (off, part)) in zip(axes.flat, COLORS, ABLATION_PARTS.items()):
+        if full:
+            draw_band(ax, curves(full), f"{ABLATION_FULL}: all six parts ({seed_count(len(full))})", "black")
+        if name in results:
+            draw_band(ax, curves(results[name]), f"{name}: {command_line_flags(off)} "
+                                                 f"({seed_count(len(results[name]))})", color)
+        else:
+            ax.text(0.5, 0.5, f"no runs of {name}", transform=ax.transAxes, ha="center", color=color)
+        ax.set_xlabel("environment steps")
+        finish(ax, f"without {part}")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training return (mean of the last 10 episodes)")
+
+    # every variant's mean curve together, as the paper draws it
+    ax, variants = axes[1, 2], [(ABLATION_FULL, "black"), *zip(ABLATION_PARTS, COLORS)]
+    for name, color in variants:
+        if name in results:
+            grid, rows = on_grid(curves(results[name]))
+            with warnings.catch_warnings():  # grid points before any curve starts are all NaN: left blank
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ax.plot(grid, np.nanmean(rows, axis=0), color=color, linewidth=1.8, label=name)
+    ax.set_xlabel("environment steps")
+    finish(ax, "all together: the mean over seeds of each")
+
+    # the final greedy evaluation of each seed, and how many seeds reached the threshold
+    ax = axes[1, 3]
+    for position, (name, color) in enumerate(variants):
+        values = [run.evaluation["mean"] for run in results.get(name, [])]
+        if values:
+            ax.scatter(position + np.linspace(-0.15, 0.15, len(values)), values, color=color, s=22, zorder=3,
+                       edgecolors="black", linewidths=0.4)
+            ax.hlines(np.mean(values), position - 0.3, position + 0.3, color=color, linewidth=2.5)
+            solved = sum(value >= threshold for value in values)
+            ax.annotate(f"{solved}/{len(values)}", (position, 0.98), xycoords=("data", "axes fraction"),
+                        ha="center", va="top", fontsize=8)
+            print(f"{ABLATION_ENV} {name}: final evaluation {np.mean(values):.1f} [{min(values):.1f}, "
+                  f"{max(values):.1f}] over {seed_count(len(values))}, {solved} reached {threshold:.0f}")
+    ax.set_xticks(range(len(variants)), [name.removeprefix("rainbow-") for name, _ in variants], rotation=30,
+                  ha="right", fontsize=8)
+    ax.set_ylabel("evaluation return (mean over its episodes)")
+    finish(ax, "final greedy evaluation of each seed\n(line: mean; top: seeds solved; dashed: solved)", legend=False)
+    fig.suptitle(f"Rainbow on {ABLATION_ENV}: the full agent against each part turned off, {budget:,} steps "
+                 "(line: mean over seeds, band: min..max)", fontsize=12)
+    save(fig, path)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"), help="folder of run folders")
@@ -716,10 +862,18 @@ def main():
                         help="batches of episodes played with each snapshot to measure the gradient's variance")
     parser.add_argument("--variance-models", type=int, default=VARIANCE_MODELS,
                         help="measure the final model.pt of this many of the run folder's reinforce runs too")
+    parser.add_argument("--ablation-run-dir", default=None,
+                        help="folder of the rainbow.py ablation runs (default: RUN_DIR/rainbow_ablation)")
+    parser.add_argument("--ablation-seeds", type=int, nargs="+", default=list(ABLATION_SEEDS),
+                        help="seeds of the ablation runs")
+    parser.add_argument("--ablation-steps", type=int, default=None,
+                        help=f"training steps of each ablation run (default: rainbow.py's for {ABLATION_ENV})")
+    parser.add_argument("--ablation-train", action="store_true",
+                        help="train the ablation runs not found, one at a time (7 runs per seed)")
     options = parser.parse_args()
     torch.set_num_threads(1)  # small networks: one thread is fastest, and more only spin on a busy machine
     groups = group(load_runs(options.run_dir))
-    if not groups:
+    if not groups and not options.ablation_train:
         sys.exit(f"teaching.py: error: no run folders under {options.run_dir!r}")
     os.makedirs(options.out, exist_ok=True)
     overestimation(groups, options.out, options.toy_run_dir or os.path.join(options.run_dir, "maximization_bias"),
@@ -737,6 +891,8 @@ def main():
     two_panels(groups, "per_dqn", ["beta", "weight_mean"],
                ["PER: β annealed to 1", "PER: mean importance-sampling weight of the batches"],
                os.path.join(options.out, "teaching_per_beta_weights.png"))
+    rainbow_ablation(options.out, options.ablation_run_dir or os.path.join(options.run_dir, "rainbow_ablation"),
+                     options.ablation_steps, tuple(options.ablation_seeds), train=options.ablation_train)
 
 
 if __name__ == "__main__":

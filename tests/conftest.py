@@ -47,6 +47,7 @@ SCRIPTS = [
     Script("dqn", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
     *(Script(name, DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY)
       for name in ("double_dqn", "dueling_dqn", "per_dqn")),
+    Script("rainbow", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
     # a2c.py and ppo.py take Discrete and Box actions, every action space of the default gymnasium registry,
     # so they are shown a MultiDiscrete env registered below (in-process: importing this file registers it)
     Script("a2c", dict(total_timesteps=512, num_envs=2, num_steps=8, log_frequency=128, eval_episodes=2),

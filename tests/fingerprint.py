@@ -33,6 +33,7 @@ RUNS = {  # script: {env: flags of a short run}
     "double_dqn": {"CartPole-v1": DQN},
     "dueling_dqn": {"CartPole-v1": DQN},
     "per_dqn": {"CartPole-v1": DQN},
+    "rainbow": {"CartPole-v1": DQN},
     "a2c": {"CartPole-v1": ["--total-timesteps", "6000"], "Pendulum-v1": ["--total-timesteps", "6000"]},
     "a3c": {"CartPole-v1": ["--total-timesteps", "4000", "--num-workers", "1"],
             "Pendulum-v1": ["--total-timesteps", "4000", "--num-workers", "1"]},
