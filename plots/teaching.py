@@ -624,6 +624,8 @@ def reinforce_grad_variance(groups: dict, out: str, run_dir: str, steps=VARIANCE
     """teaching_reinforce_grad_variance.png, when `groups` holds reinforce runs on CartPole-v1. Returns
     {"snapshots": {seed: [measure_snapshot of each step]}, "models": [measure_snapshot of each model.pt]}."""
     if not groups.get((VARIANCE_ENV, "reinforce")):
+        print(f"{os.path.join(out, 'teaching_reinforce_grad_variance.png')}: skipped, no reinforce runs on "
+              f"{VARIANCE_ENV} in the run folder")
         return None
     finals = [run for run in groups[(VARIANCE_ENV, "reinforce")] if os.path.exists(os.path.join(run.path, "model.pt"))
               and json.load(open(os.path.join(run.path, "args.json"))).get("baseline")][:models]

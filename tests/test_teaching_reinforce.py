@@ -107,9 +107,9 @@ def test_reinforce_grad_variance_figure_from_a_tiny_run_folder(tmp_path, monkeyp
         assert all(np.isfinite(m[key]) and m[key] > 0 for key in ("var_with", "var_without", "term_noise"))
 
 
-def test_no_reinforce_runs_on_cartpole_no_figure(tmp_path, monkeypatch):
+def test_no_reinforce_runs_on_cartpole_no_figure(tmp_path, monkeypatch, capsys):
     """The figure is made only from reinforce runs on CartPole-v1: with another script's run there and a
-    reinforce run on Pendulum-v1 only, main() trains no snapshots and writes no figure."""
+    reinforce run on Pendulum-v1 only, main() trains no snapshots, writes no figure and says so in one line."""
     run_dir, out = tmp_path / "runs", tmp_path / "png"
     fake_run(run_dir, "CartPole-v1", "a2c", 1, 1, [10.0, 20.0], eval_mean=20.0, exp_name="a2c")
     fake_run(run_dir, "Pendulum-v1", "reinforce", 1, 1, [-900.0, -800.0], eval_mean=-800.0, exp_name="reinforce")
@@ -118,3 +118,5 @@ def test_no_reinforce_runs_on_cartpole_no_figure(tmp_path, monkeypatch):
     assert not os.path.exists(out / "teaching_reinforce_grad_variance.png"), "no reinforce runs: no such figure"
     assert not os.path.exists(run_dir / "reinforce_grad_variance")
     assert os.listdir(out) == []
+    assert f"{out / 'teaching_reinforce_grad_variance.png'}: skipped, no reinforce runs on CartPole-v1 in the run " \
+           "folder" in capsys.readouterr().out
