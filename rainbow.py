@@ -55,7 +55,7 @@ train(), the loop that calls them step by step. Everything under "Bookkeeping" a
 logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
-  python rainbow.py                          # CartPole-v1, 50k steps, all six parts
+  python rainbow.py                          # CartPole-v1, 100k steps, all six parts
   python rainbow.py --env-id Acrobot-v1      # 100k steps, its own defaults from ENV_DEFAULTS
   python rainbow.py --no-noisy --n-step 1    # an ablation: without NoisyNet and n-step returns
   python rainbow.py --help
@@ -84,8 +84,9 @@ import tyro
 # positive rewards only: give such envs --v-min and --v-max); the resolved values are printed at the start and
 # written to args.json. Not tuned: the support brackets every discounted return the env can give at γ = 0.99.
 ENV_DEFAULTS = {
-    # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100]; a budget of 50k steps
-    "CartPole-v1": dict(total_timesteps=50_000, v_min=0.0, v_max=100.0),
+    # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100]; 100k steps: seeds 1 and 2 first
+    # reached a training average of 475 after 66k and 63k steps, beyond the 50k that first stood here
+    "CartPole-v1": dict(total_timesteps=100_000, v_min=0.0, v_max=100.0),
     # −1 a step until the goal: returns lie in [−1 / (1 − γ), 0] = [−100, 0]; the RL Baselines3 Zoo's budget
     # for its DQN-family agents on Acrobot-v1 (100k steps)
     "Acrobot-v1": dict(total_timesteps=100_000, v_min=-100.0, v_max=0.0),

@@ -68,6 +68,6 @@ def test_without_ablation_runs_main_skips_the_figure_with_one_line(tmp_path, mon
     fake_run(run_dir, "CartPole-v1", "dqn", 1, 1, [10.0, 20.0], eval_mean=20.0, exp_name="dqn")
     monkeypatch.setattr(sys, "argv", ["teaching.py", "--run-dir", str(run_dir), "--out", str(out)])
     teaching.main()
-    assert f"{out / 'teaching_rainbow_ablation.png'}: skipped, no finished rainbow.py runs of 50,000 steps under " \
+    assert f"{out / 'teaching_rainbow_ablation.png'}: skipped, no finished rainbow.py runs of 100,000 steps under " \
            f"{run_dir / 'rainbow_ablation'}" in capsys.readouterr().out
     assert not os.path.exists(out / "teaching_rainbow_ablation.png")
