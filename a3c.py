@@ -18,9 +18,10 @@ The lecture's steps, as labelled in the code below:
          a constant for the actor
   A3C-6  the shared optimizer applies the local gradients to the global parameters, without a lock
 
-The entropy bonus β = 0.01 is the paper's, on both default envs. Final evaluations, seed 1 (one run each, on
-a loaded machine), β = 0.01 against β = 0: CartPole-v1 500.0 and 500.0 (with the paper's t_max 5 and 150k
-steps), Pendulum-v1 −156.6 and −171.3.
+The entropy bonus β = 0.01 is the paper's, kept on Pendulum-v1 (seed 1, one run each on a loaded machine:
+−156.6 against −171.3 with β = 0). On CartPole-v1 β is 0: once the policy is good, the advantages of most
+rollouts are nearly 0 (no pole falls in them), the bonus then outweighs them and keeps the policy random
+enough that its training returns hover near 300 (see ENV_DEFAULTS).
 
 The workers are operating-system processes: the global networks and the optimizer's state live in shared
 memory, so every worker reads and writes the same numbers ("Hogwild!", Recht et al. 2011). A3C is not
@@ -65,9 +66,9 @@ import tyro
 # from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
 # resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # Mnih et al. 2016's λ = 1 (n-step returns) and β = 0.01; γ 0.99 as RL Zoo's A2C for CartPole-v1; t_max 20
-    # and 300k steps: the paper's t_max 5 solved 6 of 10 runs in 150k steps and 2 of 4 in 300k, t_max 20 6 of 6
-    "CartPole-v1": dict(total_timesteps=300_000, num_steps=20, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
+    # Mnih et al. 2016's λ = 1 (n-step returns); γ 0.99 and β = 0 as RL Zoo's A2C for CartPole-v1; t_max 50 and
+    # β = 0 in 300k steps: the only setting measured here that solved every one of its 12 screening runs
+    "CartPole-v1": dict(total_timesteps=300_000, num_steps=50, gamma=0.99, gae_lambda=1.0, ent_coef=0.0,
                         norm_reward=False),
     # γ 0.9 and λ 0.9 as RL Zoo's A2C for Pendulum-v1, with scaled rewards; β = 0.01 as the paper
     "Pendulum-v1": dict(total_timesteps=300_000, num_steps=8, gamma=0.9, gae_lambda=0.9, ent_coef=0.01,
@@ -107,8 +108,9 @@ class Args:
     """Adam step size α of the shared optimizer (decays linearly to 0 when anneal_lr)"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training"""
-    num_workers: int = os.cpu_count() or 1
-    """worker processes, each with its own environment (A3C-1); default: the number of CPUs"""
+    num_workers: int = 2  # fixed, not the machine's CPU count: all defaults were measured with 2 workers
+    """worker processes, each with its own environment (A3C-1); more of them change the algorithm (more updates
+    from stale copies of the parameters), not only its speed"""
     num_steps: int = None
     """t_max: steps of a worker's rollout before its update, fewer when its episode ends (per-env default: ENV_DEFAULTS)"""
     gamma: float = None

@@ -42,7 +42,7 @@ TASKS = {
     "ddpg": ["Pendulum-v1"], "td3": ["Pendulum-v1"], "sac": ["Pendulum-v1"],
     "reinforce": ["CartPole-v1", "Pendulum-v1"],
 }
-ALL_CORES = {"a3c"}  # its workers use every core: its runs go one at a time, after the others
+ALL_CORES = {"a3c"}  # its 2 worker processes take 2 cores: its runs go one at a time, after the others
 HELD_OUT_SEEDS = list(range(101, 111))
 # seeds that served to compare settings: dqn.py 102, 104, 106, 112, 120 (and later 121-135);
 # trpo.py 104, 107, 108; per_dqn.py 108, 110 (all on CartPole-v1)
@@ -113,7 +113,7 @@ def main():
     parser.add_argument("--seeds", nargs="*", type=int, default=list(range(1, 11)), help="tuning seeds")
     parser.add_argument("--held-out-seeds", nargs="*", type=int,
                         help="seeds never used for tuning, run into RUN_DIR/held-out and given their own table "
-                             "(default: 101-110; dqn: 121-130; trpo and per_dqn: 111-120)")
+                             "(default: 101-110; dqn: 141-150; trpo and per_dqn: 111-120)")
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"))
     parser.add_argument("--procs", type=int, default=os.cpu_count(), help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="one seed, short budgets: a few minutes in all")
