@@ -4,7 +4,8 @@ Paper: Hessel et al., "Rainbow: Combining Improvements in Deep Reinforcement Lea
 (arXiv 1710.02298). Its parts: van Hasselt et al. (Double DQN, AAAI 2016), Wang et al. (dueling networks,
 ICML 2016), Schaul et al. (prioritized replay, ICLR 2016), Sutton 1988 (n-step returns), Bellemare, Dabney and
 Munos (C51, "A Distributional Perspective on Reinforcement Learning", ICML 2017) and Fortunato et al.
-(NoisyNet, "Noisy Networks for Exploration", ICLR 2018). Lecture 7, "Deep Q-Network (DQN)" and its variants.
+(NoisyNet, "Noisy Networks for Exploration", ICLR 2018). Lecture 7, "Deep Q-Network (DQN)", "Rainbow" and
+"Performance of Rainbow".
 
 DQN's steps, as labelled in the code below:
   DQN-1  act on Q_φ and store the transition in the replay buffer B

@@ -3,7 +3,8 @@
 Paper: Williams, "Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement Learning",
 Machine Learning 8, 1992 (REINFORCE, and its reinforcement baseline); the learned state-value baseline as in
 Sutton and Barto, "Reinforcement Learning: An Introduction", 2nd ed., Section 13.4.
-The lecture on policy-based RL, the policy gradient and REINFORCE slides.
+Lecture 7, "Recap: Policy Gradient" (REINFORCE is the first algorithm it lists), and its A3C slide's gradient
+∇_θ J(π_θ) = E_τ[Σ_t ∇_θ log π_θ(a_t|s_t) A(s_t, a_t)], with the reward-to-go minus a baseline as the A here.
 
 The lecture's steps, as labelled in the code below:
   REINF-1  policy π_θ(a|s) (softmax for Discrete, Gaussian for Box actions) and, with the baseline on (the
