@@ -21,7 +21,7 @@ Writes, for the scripts whose runs it finds (mean over seeds as a line, min..max
   Actor-Critic", automatic temperature);
 - teaching_per_beta_weights.png: PER's β schedule and mean importance weight (Schaul et al. 2016);
 - teaching_reinforce_grad_variance.png: REINFORCE's policy-gradient estimate with and without its learned
-  baseline (the lecture on policy-based RL; REINF-4 in reinforce.py), made when the run folder holds
+  baseline (lecture 7, "Recap: Policy Gradient"; REINF-4 in reinforce.py), made when the run folder holds
   reinforce runs on CartPole-v1. Snapshots of reinforce.py with its defaults: one run per --variance-seeds,
   trained here through its own train() with the schedule of the full run and stopped after the last of
   --variance-steps (kept under --variance-run-dir and reused next time), and the final model.pt of up to
