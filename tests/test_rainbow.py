@@ -575,6 +575,66 @@ def test_a_new_transition_gets_the_largest_priority_so_far_and_keeps_its_steps()
     assert len(batch) == 6 and torch.equal(batch[5], torch.tensor([3.0, 2.0, 1.0])[idx]), "k out of step"
 
 
+def test_a_full_buffer_overwrites_its_oldest_transitions_and_their_priorities():
+    """A ring: transition 6 of a buffer of 4 lands in slot 1 (after 4 in slot 3 and 5 in slot 0), replacing
+    transition 2 there, priority included; the size stays 4."""
+    buffer = rainbow.PrioritizedReplayBuffer(4, obs_dim=1, alpha=1.0, eps=0.0)
+    for k in range(1, 5):
+        buffer.add(np.array([k]), 0, float(k), np.array([k]), False, 1)
+    buffer.update_priorities(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]))
+    buffer.add(np.array([5]), 1, 5.0, np.array([5]), False, 1)
+    buffer.add(np.array([6]), 1, 6.0, np.array([6]), True, 1)
+    assert buffer.size == 4 and buffer.pos == 2
+    assert buffer.obs[:, 0].tolist() == [5.0, 6.0, 3.0, 4.0]
+    assert buffer.rewards.tolist() == [5.0, 6.0, 3.0, 4.0] and buffer.terminated.tolist() == [0.0, 1.0, 0.0, 0.0]
+    # the new ones at the largest priority so far (4), the old ones keep theirs
+    assert buffer.tree.get(np.arange(4)).tolist() == pytest.approx([4.0, 4.0, 3.0, 4.0])
+    assert buffer.tree.total == pytest.approx(15.0)
+
+
+def test_draws_are_stratified_one_in_each_equal_segment_of_the_priority_mass():
+    """With 8 transitions of equal priority and a batch of 8, the PER paper's stratified draw takes one value in
+    each eighth of [0, Σ p^α): every transition exactly once, whatever the random numbers."""
+    buffer = rainbow.PrioritizedReplayBuffer(8, obs_dim=1, alpha=0.5, eps=1e-6)
+    for k in range(8):
+        buffer.add(np.array([k]), 0, 0.0, np.array([k]), False, 1)
+    for seed in range(5):
+        *_, weights, idx = buffer.sample(8, 0.4, np.random.default_rng(seed), torch.device("cpu"))
+        assert sorted(idx.tolist()) == list(range(8))
+        assert torch.allclose(weights, torch.ones(8))
+
+
+def test_train_acts_on_the_online_network_not_the_target(monkeypatch, tmp_path):
+    """DQN-1 acts greedily on the online Q_φ (noisy, RAINBOW-6), which changes at every update; the target
+    network φ' only ever scores next observations, in batches. Spies on both networks' forward()."""
+    made, single_rows = [], {}
+    original_make = rainbow.make_q_network
+
+    def recording_make(*positional, **named):
+        net = original_make(*positional, **named)
+        name = ("online", "target")[len(made)]
+        made.append(net)
+        single_rows[name] = 0
+        forward = net.forward
+
+        def recording_forward(obs):
+            if obs.dim() == 1 or len(obs) == 1:  # one observation: a decision to act, not a mini-batch
+                single_rows[name] += 1
+            return forward(obs)
+
+        net.forward = recording_forward
+        return net
+
+    monkeypatch.setattr(rainbow, "make_q_network", recording_make)
+    steps = 200
+    rainbow.train(rainbow.Args(total_timesteps=steps, learning_starts=50, batch_size=16, hidden_size=8,
+                               target_network_frequency=1_000, eval_episodes=1, run_dir=str(tmp_path), cuda=False,
+                               save_model=False))
+    assert len(made) == 2
+    assert single_rows["target"] == 0, "the target network chose actions"
+    assert single_rows["online"] >= steps  # one decision per training step (ε = 0 with NoisyNet), then the evaluation
+
+
 # ---------------------------------------------------------------------------------------------------
 # The command line: the ablation table, the per-env defaults and bad input
 # ---------------------------------------------------------------------------------------------------
