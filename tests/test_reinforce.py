@@ -1,7 +1,8 @@
 """REINFORCE's math: the reward-to-go against a plain loop (a termination, a time limit's cut with and without
 the baseline's bootstrap), the sign of the estimator, the baseline's subtraction and its regression, the update
 against its loss written out with plain SGD; what train() hands reward_to_go and the update; a two-armed bandit
-that training must solve, with and without the baseline."""
+that training must solve, with and without the baseline; the Gaussian policy of Box actions (its density, its
+samples, the unclipped sample in the batch) and the reward scaling that only scales."""
 
 import os
 
@@ -335,6 +336,77 @@ def test_a_termination_is_never_bootstrapped(kind, monkeypatch, tmp_path):
     assert not r["truncated"].any()
     steps_left = 3 - r["t"]
     np.testing.assert_allclose(r["returns"], (1 - gamma ** steps_left) / (1 - gamma), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Box actions: the Gaussian policy samples and scores one distribution, the unclipped sample is learned from
+# ---------------------------------------------------------------------------------------------------
+def bounded_gaussian_actor():
+    """A GaussianActor on 2-dimensional actions in [−2, 2] × [0, 1], with its mean squashed into the bounds, a
+    last layer large enough that the squashing shows, and two different standard deviations (0.5 and 3; their
+    log σ do not sum to 0, so a missing − log σ term shows)."""
+    torch.manual_seed(0)
+    actor = reinforce.GaussianActor(obs_dim=3, action_dim=2, hidden_size=8, log_std_init=0.0)
+    actor.bound_mean(np.array([-2.0, 0.0]), np.array([2.0, 1.0]))
+    with torch.no_grad():
+        actor.mean[-1].weight.mul_(100.0)
+        actor.log_std.copy_(torch.tensor([np.log(0.5), np.log(3.0)]))
+    return actor
+
+
+def test_gaussian_log_prob_is_the_normal_density_of_the_squashed_mean_summed_over_dimensions():
+    actor, obs = bounded_gaussian_actor(), torch.randn(5, 3)
+    actions = torch.randn(5, 2) * 3
+    with torch.no_grad():
+        mean = actor.mu(obs)
+        log_prob, entropy = actor.log_prob_entropy(obs, actions)
+        normal = torch.distributions.Normal(mean, actor.log_std.exp())
+    assert not torch.allclose(mean, actor.mean(obs), atol=1e-2), "the test needs a mean that the squashing moves"
+    assert torch.allclose(log_prob, normal.log_prob(actions).sum(-1), atol=1e-5)
+    assert torch.allclose(entropy, normal.entropy().sum(-1), atol=1e-5)
+
+
+def test_gaussian_samples_come_from_the_distribution_they_are_scored_under():
+    """20,000 draws for one state: their mean and standard deviation are μ_θ(s) and σ per dimension, and the
+    log-probability returned with each is that of N(μ_θ(s), σ²) at the draw."""
+    actor, obs = bounded_gaussian_actor(), torch.randn(1, 3).expand(20_000, 3)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        actions, log_prob = actor.sample(obs)
+        mean = actor.mu(obs[:1])[0]
+    np.testing.assert_allclose(actions.mean(0).numpy(), mean.numpy(), atol=0.05)
+    np.testing.assert_allclose(actions.std(0).numpy(), [0.5, 3.0], rtol=0.03)
+    normal = torch.distributions.Normal(mean, torch.tensor([0.5, 3.0]))
+    assert torch.allclose(log_prob, normal.log_prob(actions).sum(-1), atol=1e-4)
+
+
+def test_train_learns_from_the_unclipped_sample_and_clips_only_what_the_env_gets(monkeypatch, tmp_path):
+    """With σ = e ≈ 2.7 on CountTruncatedContinuous's actions in [−1, 1], most samples fall outside the bounds:
+    the batch keeps them as drawn (their log-probability is that of N(μ, σ²) at them), the env gets them
+    clipped."""
+    stepped, original_step = [], reinforce.gym.wrappers.TimeLimit.step
+    monkeypatch.setattr(reinforce.gym.wrappers.TimeLimit, "step",
+                        lambda self, action: stepped.append(np.array(action)) or original_step(self, action))
+    updates = spy_on(monkeypatch, "update")
+    reinforce.train(reinforce.Args(env_id="CountTruncatedContinuous-v0", total_timesteps=20, num_episodes=2,
+                                   log_std_init=1.0, eval_episodes=0, save_model=False, run_dir=str(tmp_path),
+                                   cuda=False))
+    learned = np.concatenate([update_args[3][1].numpy() for update_args, _ in updates])[:, 0]
+    played = np.array(stepped[:len(learned)])[:, 0]
+    assert len(learned) == 20 and (np.abs(learned) > 1).sum() >= 5
+    np.testing.assert_allclose(played, np.clip(learned, -1, 1), rtol=1e-6)
+
+
+def test_reward_normalization_only_scales_the_rewards():
+    """r / std(R) with the running std of the discounted return R: a reward of 0 stays 0 and a positive one
+    stays positive (subtracting a running mean, as for observations, would turn CartPole's +1 a step into a
+    penalty for living once the mean return exceeds 1)."""
+    normalizer = reinforce.Normalizer(obs_dim=1, gamma=0.99, norm_obs=False, norm_reward=True)
+    scaled = [normalizer.reward(1.0, done=(t % 100 == 99)) for t in range(300)]
+    assert all(r > 0 for r in scaled)
+    assert normalizer.reward(0.0, done=False) == 0.0
+    returns = np.array([(1 - 0.99 ** (t % 100 + 1)) / 0.01 for t in range(300)])  # R after each step
+    assert scaled[-1] == pytest.approx(1.0 / np.sqrt(returns.var() + 1e-8), rel=0.02)
 
 
 # ---------------------------------------------------------------------------------------------------
