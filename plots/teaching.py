@@ -400,8 +400,8 @@ def overestimation(groups: dict, out: str, toy_run_dir: str, toy_budgets=TOY_BUD
 # ---------------------------------------------------------------------------------------------------
 # REINFORCE: the variance of the policy-gradient estimate, with and without the baseline
 # ---------------------------------------------------------------------------------------------------
-# Chosen before measuring, not tuned. Seed 1's snapshots (20 batches each) at steps 0, 5,426 and 20,283 played
-# mean returns of 22, 54 and 151 (the 50k snapshot not measured yet).
+# Chosen before measuring, not tuned. Seed 1's snapshots (50 batches each) at steps 0, 5,426, 20,283 and 51,278
+# played mean returns of 22, 53, 151 and 436: from a nearly uniform policy to one that nearly solves the task.
 VARIANCE_ENV = "CartPole-v1"
 VARIANCE_STEPS = (0, 2_000, 5_000, 10_000, 20_000, 50_000)
 VARIANCE_SEEDS = (1,)
