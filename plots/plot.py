@@ -148,9 +148,9 @@ def curves_of(options, found: dict) -> list:
             what += "" if len(keys) == 1 else "s"
             sys.exit(f"plot.py: error: {len(options.labels)} labels for {len(keys)} {what} {keys}: {fix}")
         given = dict(zip(keys, options.labels))
-    # one color per (folder, experiment), the same in every figure; matplotlib's ten default colors and black
-    # give each of the eleven scripts its own in the benchmark's figures
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"] + ["black"]
+    # one color per (folder, experiment), the same in every figure; matplotlib's ten default colors, black, gold
+    # and navy give each of the thirteen scripts its own in the benchmark's figures
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"] + ["black", "gold", "navy"]
     keys = list(dict.fromkeys((curve.folder, curve.exp_name) for curve in curves))
     for curve in curves:
         from_several = len({c.folder for c in curves if c.exp_name == curve.exp_name}) > 1

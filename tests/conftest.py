@@ -47,6 +47,7 @@ SCRIPTS = [
     Script("dqn", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
     *(Script(name, DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY)
       for name in ("double_dqn", "dueling_dqn", "per_dqn")),
+    Script("rainbow", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
     # a2c.py and ppo.py take Discrete and Box actions, every action space of the default gymnasium registry,
     # so they are shown a MultiDiscrete env registered below (in-process: importing this file registers it)
     Script("a2c", dict(total_timesteps=512, num_envs=2, num_steps=8, log_frequency=128, eval_episodes=2),
@@ -61,6 +62,9 @@ SCRIPTS = [
     Script("a3c", dict(total_timesteps=600, num_workers=2, num_steps=5, log_frequency=100, eval_episodes=2),
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"],
            deterministic=False),
+    # reinforce.py takes Discrete and Box actions too; 2 whole episodes a batch: Pendulum's 800 steps are 2 updates
+    Script("reinforce", dict(total_timesteps=800, num_episodes=2, log_frequency=100, eval_episodes=2),
+           wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     # ddpg.py, td3.py, sac.py: 600 Pendulum steps are 3 episodes, the last 150 with a gradient step each
     *(Script(name, dict(total_timesteps=600, learning_starts=450, batch_size=16, buffer_size=1_000, hidden_size=16,
                         log_frequency=100, eval_episodes=2),
@@ -156,8 +160,8 @@ for _continuous in (False, True):
 
 class CountMultiDiscreteEnv(CountEnv):
     """CountEnv with MultiDiscrete actions, which no script here handles. Scripts that take both Discrete and
-    Box actions (a2c.py, ppo.py, trpo.py, a3c.py) reject it; test_wrong_action_space trains in-process, where
-    importing this file has registered the env."""
+    Box actions (a2c.py, ppo.py, trpo.py, a3c.py, reinforce.py) reject it; test_wrong_action_space trains
+    in-process, where importing this file has registered the env."""
 
     def __init__(self):
         super().__init__()

@@ -33,6 +33,7 @@ RUNS = {  # script: {env: flags of a short run}
     "double_dqn": {"CartPole-v1": DQN},
     "dueling_dqn": {"CartPole-v1": DQN},
     "per_dqn": {"CartPole-v1": DQN},
+    "rainbow": {"CartPole-v1": DQN},
     "a2c": {"CartPole-v1": ["--total-timesteps", "6000"], "Pendulum-v1": ["--total-timesteps", "6000"]},
     "a3c": {"CartPole-v1": ["--total-timesteps", "4000", "--num-workers", "1"],
             "Pendulum-v1": ["--total-timesteps", "4000", "--num-workers", "1"]},
@@ -41,6 +42,7 @@ RUNS = {  # script: {env: flags of a short run}
     "ddpg": {"Pendulum-v1": OFF_POLICY},
     "td3": {"Pendulum-v1": OFF_POLICY},
     "sac": {"Pendulum-v1": OFF_POLICY},
+    "reinforce": {"CartPole-v1": ["--total-timesteps", "4000"], "Pendulum-v1": ["--total-timesteps", "4000"]},
 }
 SEEDS = (1, 2)
 

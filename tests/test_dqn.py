@@ -131,7 +131,7 @@ def test_train_passes_gamma_and_copies_the_online_network_into_the_target(monkey
         assert any(torch.equal(target, online) for _, online, _ in calls[:k + 1]) or torch.equal(target, calls[0][2])
 
 
-@pytest.mark.parametrize("name", ["dqn", "double_dqn", "dueling_dqn", "per_dqn"])
+@pytest.mark.parametrize("name", ["dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow"])
 def test_a_run_without_a_gradient_step_is_refused(name, tmp_path, capsys):
     """total_timesteps at or below learning_starts would train nothing and say nothing: one clear line instead."""
     module = __import__(name)

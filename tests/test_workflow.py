@@ -114,7 +114,7 @@ def test_per_env_defaults_are_filled_before_parsing(script, monkeypatch, capsys)
             assert getattr(args, key) == value
 
 
-@pytest.mark.parametrize("name", ["a2c", "ppo", "trpo", "a3c"])
+@pytest.mark.parametrize("name", ["a2c", "ppo", "trpo", "a3c", "reinforce"])
 def test_an_env_without_a_row_says_which_row_it_borrowed(name, monkeypatch, capsys):
     module = __import__(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "--env-id", "Acrobot-v1"])

@@ -1,0 +1,774 @@
+"""REINFORCE: Monte-Carlo policy gradient with reward-to-go and a learned baseline, for Discrete and Box actions.
+
+Paper: Williams, "Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement Learning",
+Machine Learning 8, 1992 (REINFORCE, and its reinforcement baseline); the learned state-value baseline as in
+Sutton and Barto, "Reinforcement Learning: An Introduction", 2nd ed., Section 13.4.
+Lecture 7, "Recap: Policy Gradient" (REINFORCE is the first algorithm it lists), and its A3C slide's gradient
+∇_θ J(π_θ) = E_τ[Σ_t ∇_θ log π_θ(a_t|s_t) A(s_t, a_t)], with the reward-to-go minus a baseline as the A here.
+
+The lecture's steps, as labelled in the code below:
+  REINF-1  policy π_θ(a|s) (softmax for Discrete, Gaussian for Box actions) and, with the baseline on (the
+           default), a state-value network V_φ(s)
+  REINF-2  play num_episodes whole episodes with π_θ, one after the other: Monte Carlo, the episode's own
+           rewards score each action, no value function is needed for that
+  REINF-3  reward-to-go G_t = r_t + γ r_{t+1} + … to the episode's end: an action cannot change the rewards
+           that came before it, so leaving them out removes noise, not signal. A time limit's cut is not the
+           end of the task: with the baseline, G_t bootstraps from γ V_φ(final observation) there; without it,
+           the cut return is used as it is, a biased return for the states near the cut, which lacks all that
+           would have come after (too small where rewards are positive, as in CartPole; see reward_to_go)
+  REINF-4  baseline: advantages Â_t = G_t − V_φ(s_t), and V_φ fitted by a plain regression on G_t. Since
+           E_a~π[∇_θ log π_θ(a|s)] = ∇_θ Σ_a π_θ(a|s) = ∇_θ 1 = 0 (an integral for Box actions),
+           subtracting any b(s) that does not depend on the action leaves the gradient's expectation as it
+           is: no bias.
+           What it changes is the variance: it removes the part of G_t that the state alone explains, so a
+           good action in a bad state gets a positive Â, and a bad action in a good state a negative one
+  REINF-5  loss −mean_t log π_θ(a_t|s_t) Â_t (Â_t a constant), one Adam step per batch of episodes: its
+           gradient estimates −∇_θ J(θ), so the step makes the actions with Â_t > 0 more probable
+
+Two common choices, made here too: the exact gradient of the discounted objective has a factor γ^t in front
+of each step, left out here (with it, the late steps of an episode would barely count); and the advantages
+are normalized to mean 0, std 1 per batch (norm_adv), which subtracts a constant baseline of its own (the
+batch's mean) and rescales the step. `--no-baseline --no-norm-adv` gives the estimator without any baseline,
+Williams' REINFORCE with the reward-to-go, to see how much noisier it is.
+
+Reading order: the per-env defaults and the settings (Args), the policy and the baseline, the batch of
+episodes, the reward-to-go and the update, the normalization of observations and rewards, then train(), the
+loop that plays the episodes and calls them. Everything under "Bookkeeping" at the bottom (filling in the
+per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+
+Run:
+  python reinforce.py                            # CartPole-v1, 500k steps
+  python reinforce.py --env-id Pendulum-v1       # 1M steps, its own defaults from ENV_DEFAULTS
+  python reinforce.py --no-baseline --no-norm-adv    # the plain estimator, without any baseline
+  python reinforce.py --help
+"""
+
+import csv
+import difflib
+import json
+import os
+import platform
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+# Settings whose good value depends on the env. A setting left at None on the command line takes its value
+# from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
+# resolved values are printed at the start and written to args.json.
+# Not tuned: starting points by reasoning. norm_adv makes the policy's step blind to the reward scale, so the
+# scale only matters to the baseline: norm_reward keeps its regression targets near 1, which a few hundred Adam
+# steps reach (CartPole's G_t goes up to ~100 at γ = 0.99, Pendulum's down to ~−160 at γ = 0.9).
+ENV_DEFAULTS = {
+    # 8 episodes a batch: 100-200 steps at first, 4,000 at 500 steps an episode, a few hundred updates in
+    # 500k steps; so a larger step than the 1e-3 of actor-critics that take thousands of updates, and γ = 0.99
+    "CartPole-v1": dict(total_timesteps=500_000, num_episodes=8, gamma=0.99, learning_rate=2e-3,
+                        norm_obs=False, norm_reward=True, norm_adv=True),
+    # every episode is 200 steps, cut by the time limit: 4 a batch, 1,250 updates in 1M steps. γ = 0.9 as the
+    # RL Baselines3 Zoo's A2C on Pendulum-v1: a short horizon, so Monte-Carlo sums of about 10 rewards, less
+    # noisy than at 0.99. Slow: seeds 1-10 first reached −200 after a median of 576k steps, seed 3 ended at −201
+    "Pendulum-v1": dict(total_timesteps=1_000_000, num_episodes=4, gamma=0.9, learning_rate=3e-3,
+                        norm_obs=False, norm_reward=True, norm_adv=True),
+}
+TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
+
+
+@dataclass
+class Args:
+    env_id: str = "CartPole-v1"
+    """Gymnasium environment id (Discrete or Box actions, flat Box observations)"""
+    seed: int = 1
+    """seed of random, numpy, torch and the environment"""
+    total_timesteps: int = None
+    """environment steps to train for (per-env default: ENV_DEFAULTS)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    torch_deterministic: bool = True
+    """use deterministic torch kernels"""
+    torch_threads: int = 1
+    """CPU threads for torch (one is fastest for these small networks)"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic (mean or greedy action) evaluation"""
+    run_dir: str = "runs"
+    """folder under which each run makes its own folder"""
+    save_model: bool = True
+    """write the trained weights and the normalization statistics to model.pt"""
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
+    capture_video: bool = False
+    """save the final evaluation's episodes as GIFs in the run folder's videos/"""
+    eval_only: str = ""
+    """a model.pt to evaluate, without training (e.g. runs/CartPole-v1__dqn__1__1764000000/model.pt)"""
+
+    learning_rate: float = None
+    """Adam step size α (decays linearly to 0 when anneal_lr) (per-env default: ENV_DEFAULTS)"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over training"""
+    num_episodes: int = None
+    """whole episodes played (one after the other, on one env) for each update (per-env default: ENV_DEFAULTS)"""
+    gamma: float = None
+    """discount factor γ (per-env default: ENV_DEFAULTS)"""
+    baseline: bool = True
+    """learn a state-value baseline V_φ(s), subtract it from the returns and bootstrap time-limit cuts from it"""
+    hidden_size: int = 64
+    """units in each of the two hidden layers of the policy and of the baseline"""
+    log_std_init: float = 0.0
+    """initial log standard deviation of the Gaussian policy (Box actions)"""
+    bound_mean: bool = True
+    """Box actions: keep the Gaussian's mean inside the action bounds (see GaussianActor.bound_mean)"""
+    norm_obs: bool = None
+    """normalize observations by their running mean and std (per-env default: ENV_DEFAULTS)"""
+    norm_reward: bool = None
+    """divide rewards by the running std of the discounted return (per-env default: ENV_DEFAULTS)"""
+    norm_adv: bool = None
+    """normalize the advantages of each batch to mean 0, std 1 (per-env default: ENV_DEFAULTS)"""
+    log_frequency: int = 2_000
+    """environment steps between two rows of metrics.csv"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The policy, the baseline, the batch of episodes, the reward-to-go and the update
+# ---------------------------------------------------------------------------------------------------
+def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
+    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
+    and layer scaling" trick); the small out_gain of the policy head makes the first policy nearly uniform."""
+    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh(),
+              nn.Linear(hidden_size, out_dim)]
+    for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+def categorical_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log π(a|s) = logits_a − log Σ_b exp(logits_b)."""
+    return logits.log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
+    log_p = logits.log_softmax(-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log N(a; μ, diag σ²) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]."""
+    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """H = Σ_i (½ log 2πe + log σ_i), the same in every state."""
+    return (0.5 * np.log(2 * np.pi * np.e) + log_std).sum(-1)
+
+
+class CategoricalActor(nn.Module):
+    """π_θ(a|s) = softmax(logits_θ(s)) over Discrete actions."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int, log_std_init: float):
+        super().__init__()
+        self.logits = mlp(obs_dim, n_actions, hidden_size, out_gain=0.01)
+
+    def sample(self, obs: torch.Tensor):
+        logits = self.logits(obs)
+        actions = torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+        return actions, categorical_log_prob(logits, actions)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
+        logits = self.logits(obs)
+        return categorical_log_prob(logits, actions), categorical_entropy(logits)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic policy of the evaluation: the most probable action."""
+        return self.logits(obs).argmax(-1)
+
+
+class GaussianActor(nn.Module):
+    """π_θ(a|s) = N(μ_θ(s), diag σ²) for Box actions, with a state-independent learned log σ.
+
+    The environment gets the sample clipped into the action bounds, while the log-probability (and so the
+    gradient of REINF-5) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew: the
+    Gaussian's log-probability stays exact and cheap, and the clipping is part of the environment."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
+        super().__init__()
+        self.mean = mlp(obs_dim, action_dim, hidden_size, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        self.register_buffer("center", None)  # set by bound_mean
+        self.register_buffer("half_width", None)
+
+    def bound_mean(self, low: np.ndarray, high: np.ndarray):
+        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the finite
+        action bounds [low, high]. Without it the mean can drift far outside them (Pendulum's [-2, 2]): every
+        sample is then clipped to the same bound, the returns carry no information about the action, and
+        learning stalls. Only the mean is squashed; the sample a ~ N(μ, σ²) and its log-probability stay."""
+        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):  # buffers: saved with the weights in model.pt
+            device = self.log_std.device
+            self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32, device=device))
+            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, dtype=torch.float32, device=device))
+
+    def mu(self, obs: torch.Tensor) -> torch.Tensor:
+        """μ_θ(s): the output of the mean network, squashed into the bounds after bound_mean."""
+        out = self.mean(obs)
+        return out if self.center is None else self.center + self.half_width * torch.tanh(out)
+
+    def sample(self, obs: torch.Tensor):
+        mean = self.mu(obs)
+        actions = mean + self.log_std.exp() * torch.randn_like(mean)
+        return actions, gaussian_log_prob(mean, self.log_std, actions)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
+        mean = self.mu(obs)
+        return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic policy of the evaluation: the mean action."""
+        return self.mu(obs)
+
+
+class Baseline(nn.Module):
+    """V_φ(s), the baseline of REINF-4: an estimate of the return from s, whatever the action."""
+
+    def __init__(self, obs_dim: int, hidden_size: int):
+        super().__init__()
+        self.net = mlp(obs_dim, 1, hidden_size, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
+    """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(actions, action_space.low, action_space.high)
+    return actions
+
+
+@torch.no_grad()
+def value_of(baseline: nn.Module, obs: np.ndarray, device: torch.device) -> float:
+    """V_φ(s) of one observation, as a number: a constant, no gradient flows into it."""
+    return float(baseline(torch.as_tensor(obs, device=device)))
+
+
+class EpisodeBatch:
+    """What REINF-2 collects: every step of the batch's whole episodes, one episode after the other."""
+
+    def __init__(self):
+        self.obs, self.actions, self.rewards = [], [], []
+        self.terminated, self.truncated, self.final_values = [], [], []
+
+    def add(self, obs, action, reward: float, terminated: bool, truncated: bool, final_value: float):
+        """One step; final_value is what REINF-3 bootstraps from where a time limit cut the episode."""
+        for steps, value in zip((self.obs, self.actions, self.rewards, self.terminated, self.truncated,
+                                 self.final_values), (obs, action, reward, terminated, truncated, final_value)):
+            steps.append(value)
+
+    def arrays(self) -> tuple:
+        """(rewards, terminated, truncated, final_values) as numpy arrays, one entry per step."""
+        return (np.array(self.rewards, dtype=np.float32), np.array(self.terminated), np.array(self.truncated),
+                np.array(self.final_values, dtype=np.float32))
+
+    def tensors(self, returns: np.ndarray, device: torch.device) -> tuple:
+        """The batch as tensors (s, a, G) for the update."""
+        return tuple(torch.as_tensor(np.array(a), device=device) for a in (self.obs, self.actions, returns))
+
+
+def reward_to_go(rewards, terminated, truncated, final_values, gamma: float) -> np.ndarray:
+    """REINF-3: G_t = r_t + γ G_{t+1} inside an episode, on arrays of one entry per step of episodes laid end
+    to end (the batch's last step ends an episode). At an episode's last step the sum stops:
+      terminated (the MDP ended):        G_t = r_t                          nothing comes after
+      truncated (a time limit cut it):   G_t = r_t + γ final_values[t]      what would have come after
+    train() gives final_values[t] = V_φ(final observation) with the baseline, and 0 without: the cut return is
+    then used as it is, and misses γ^k × the return after the cut for a state k steps before it (too small
+    where rewards are positive, as in CartPole; too large where they are negative, as in Pendulum)."""
+    returns = np.zeros(len(rewards), dtype=np.float32)
+    future = 0.0
+    for t in reversed(range(len(rewards))):
+        if terminated[t]:
+            future = 0.0
+        elif truncated[t]:
+            future = final_values[t]
+        future = rewards[t] + gamma * future
+        returns[t] = future
+    return returns
+
+
+def update(actor: nn.Module, baseline, optimizer, batch, norm_adv: bool):
+    """REINF-4 and REINF-5 on one batch: one Adam step on the policy's loss and the baseline's together (two
+    networks without a shared parameter: the sum gives each its own gradient). baseline is None when it is off.
+    Returns the policy loss, the baseline's loss (0 without one) and the policy's mean entropy."""
+    obs, actions, returns = batch
+    log_probs, entropy = actor.log_prob_entropy(obs, actions)
+    if baseline is None:
+        advantages, value_loss = returns, torch.zeros((), device=returns.device)
+    else:
+        # REINF-4: Â_t = G_t − V_φ(s_t), V a constant in the policy's loss (fitted on the earlier batches only,
+        # it does not depend on this batch's actions: no bias); V_φ regressed on G_t, a plain mean-squared error
+        values = baseline(obs)
+        advantages = returns - values.detach()
+        value_loss = F.mse_loss(values, returns)
+    if norm_adv and len(advantages) > 1:  # std() of a single sample is NaN: leave it as it is
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    # REINF-5: −mean log π_θ(a|s) Â. A mean over the batch's steps, not a sum per episode: a positive factor
+    # per batch, the same direction
+    policy_loss = -(log_probs * advantages).mean()
+    optimizer.zero_grad()
+    (policy_loss + value_loss).backward()
+    optimizer.step()
+    return policy_loss, value_loss, entropy.mean()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Normalization of observations and rewards (the lecture's "observation and reward scaling" trick)
+# ---------------------------------------------------------------------------------------------------
+class RunningMeanStd:
+    """Mean and variance of all the arrays seen so far, updated a batch at a time (Chan et al.'s merge)."""
+
+    def __init__(self, shape=()):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def update(self, batch: np.ndarray):
+        batch_mean, batch_var, n = batch.mean(0), batch.var(0), len(batch)
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict):
+        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), state["count"]
+
+
+class Normalizer:
+    """For one env: observations → clip((s − mean) / std, ±10) with the running mean and std of the training
+    observations; rewards → r / std(R), R ← γR + r the running discounted return (SB3's VecNormalize). The
+    statistics are saved in model.pt and used frozen (update=False) by the evaluation."""
+
+    def __init__(self, obs_dim: int, gamma: float, norm_obs: bool, norm_reward: bool):
+        self.norm_obs, self.norm_reward, self.gamma = norm_obs, norm_reward, gamma
+        self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
+        self.discounted_return = 0.0
+
+    def observation(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if not self.norm_obs:
+            return np.asarray(obs, dtype=np.float32)
+        if update:
+            self.obs_rms.update(obs[None])
+        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+
+    def reward(self, reward: float, done: bool) -> float:
+        if not self.norm_reward:
+            return float(reward)
+        self.discounted_return = self.discounted_return * self.gamma + reward
+        self.return_rms.update(np.array([self.discounted_return]))
+        if done:
+            self.discounted_return = 0.0
+        return float(np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10, 10))
+
+    def state_dict(self) -> dict:
+        return {"obs_rms": self.obs_rms.state_dict(), "return_rms": self.return_rms.state_dict()}
+
+    def load_state_dict(self, state: dict):
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.return_rms.load_state_dict(state["return_rms"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------
+def train(args: Args) -> dict:
+    env = make_env(args.env_id)
+    args = with_env_defaults(args, env)
+    check_args(args, env)
+    seed_everything(args.seed, args)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    action_space, obs_dim = env.action_space, env.observation_space.shape[0]
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    # REINF-1: the policy π_θ (softmax or Gaussian) and, if on, the baseline V_φ, a network of its own
+    actor_class = CategoricalActor if discrete else GaussianActor
+    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_space.shape[0], args.hidden_size,
+                        args.log_std_init).to(device)
+    if not discrete and args.bound_mean:
+        actor.bound_mean(action_space.low, action_space.high)
+    baseline = Baseline(obs_dim, args.hidden_size).to(device) if args.baseline else None
+    parameters = list(actor.parameters()) + (list(baseline.parameters()) if baseline else [])
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
+    normalizer = Normalizer(obs_dim, args.gamma, args.norm_obs, args.norm_reward)
+
+    @torch.no_grad()
+    def deterministic_policy(obs):  # for the evaluation: mean or most probable action, statistics frozen
+        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        return env_actions(action.cpu().numpy(), action_space)
+
+    metric_names = ["policy_loss", "value_loss", "entropy", "learning_rate"]
+    with Run(args, env, device, args.total_timesteps, metric_names) as run:
+        run.save(actor=actor, normalizer=normalizer, **({"baseline": baseline} if baseline else {}))
+        batch, episodes, last_log_step = EpisodeBatch(), 0, 0
+        obs, _ = env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        obs = normalizer.observation(obs, update=True)
+        # The steps of a batch still unfinished when the budget runs out are never learned from
+        for global_step in range(1, args.total_timesteps + 1):
+            # REINF-2: a ~ π_θ(·|s), played to the episode's end
+            with torch.no_grad():
+                action = actor.sample(torch.as_tensor(obs[None], device=device))[0][0].cpu().numpy()
+            next_obs, reward, terminated, truncated, _ = env.step(env_actions(action, action_space))
+            run.rewards(global_step, reward, terminated or truncated)
+            cut = truncated and not terminated  # a time limit, not the MDP, ended the episode
+            # REINF-3: where a time limit cut the episode, the return goes on after next_obs, the real final
+            # observation: with the baseline, reward_to_go adds γ V_φ(next_obs) for it. Without, 0: the cut
+            # return as it is, biased (too small in CartPole) for the states up to about 1/(1 − γ) steps
+            # before the cut
+            final_value = 0.0
+            if cut and baseline is not None:
+                final_value = value_of(baseline, normalizer.observation(next_obs, update=False), device)
+            batch.add(obs, action, normalizer.reward(reward, terminated or truncated), terminated, cut, final_value)
+            if terminated or truncated:
+                next_obs, _ = env.reset()
+                episodes += 1
+            obs = normalizer.observation(next_obs, update=True)
+            if not (terminated or truncated) or episodes % args.num_episodes != 0:
+                continue
+
+            # A batch of num_episodes whole episodes is complete: REINF-3, the reward-to-go of every step
+            returns = reward_to_go(*batch.arrays(), args.gamma)
+            if args.anneal_lr:
+                optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_timesteps)
+            # REINF-4 and REINF-5: advantages, one gradient step on the policy's and the baseline's losses
+            losses = update(actor, baseline, optimizer, batch.tensors(returns, device), args.norm_adv)
+            batch = EpisodeBatch()
+            if global_step - last_log_step >= args.log_frequency:
+                last_log_step = global_step
+                run.log(global_step, *(loss.item() for loss in losses), optimizer.param_groups[0]["lr"])
+        return run.evaluate(global_step, deterministic_policy)
+
+
+# ===================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
+# the logs, the evaluation and Ctrl-C out of train().
+# ===================================================================================================
+def check_args(args: Args, env: gym.Env):
+    if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
+             "actions (no script here handles them)")
+    if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
+        fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
+    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
+    problems = [
+        (args.total_timesteps <= 0, "total_timesteps must be positive"),
+        (args.learning_rate <= 0, "learning_rate must be positive"),
+        (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
+        (args.num_episodes <= 0, "num_episodes must be positive"),
+        (args.log_frequency <= 0, "log_frequency must be positive"),
+        (args.eval_episodes < 0 or args.torch_threads <= 0, "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.hidden_size <= 0, "hidden_size must be positive"),
+    ]
+    for bad, message in problems:
+        if bad:
+            fail(message)
+
+
+def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
+    """--eval-only: the deterministic policy (mean or most probable action) of the actor in a model.pt, with
+    its observation normalization frozen."""
+    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    actor_class = CategoricalActor if discrete else GaussianActor
+    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0], args.hidden_size,
+                        args.log_std_init).to(device)
+    if not discrete and args.bound_mean:
+        actor.bound_mean(env.action_space.low, env.action_space.high)
+    actor.load_state_dict(saved["actor"])
+    normalizer = Normalizer(obs_dim, args.gamma, args.norm_obs, args.norm_reward)
+    normalizer.load_state_dict(saved["normalizer"])
+
+    def policy(obs):
+        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        return env_actions(action.cpu().numpy(), env.action_space)
+    return policy
+
+# ---------------------------------------------------------------------------------------------------
+# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
+# ---------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
+
+
+def fail(message: str):
+    """Stop with one clear line on stderr and exit status 2 (bad input, not a bug)."""
+    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def make_env(env_id: str) -> gym.Env:
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
+        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+        fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+
+
+def with_env_defaults(args, env: gym.Env, given: set = frozenset()):
+    """Fill the settings left at None from the env's row of ENV_DEFAULTS (scripts that have one). An env
+    without a row borrows the row of the tuned env with the same kind of action space (TUNED_ON). Prints the
+    values filled in, but for those the command line gives (`given`)."""
+    table, tuned_on = globals().get("ENV_DEFAULTS", {}), globals().get("TUNED_ON", {})
+    tuned = args.env_id if args.env_id in table else next(
+        (tuned_env for space, tuned_env in tuned_on.items() if isinstance(env.action_space, space)), None)
+    if tuned is None:  # no per-env defaults, or an action space we cannot handle: check_args says so
+        return args
+    filled = {key: value for key, value in table[tuned].items() if getattr(args, key) is None}
+    shown = {key: value for key, value in filled.items() if key not in given}
+    if shown and "eval_only" not in given:
+        borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed from the tuned env)"
+        print(f"defaults for {tuned}{borrowed}: " + ", ".join(f"{key}={value}" for key, value in shown.items()))
+    return replace(args, **filled)
+
+
+def seed_everything(seed: int, args):
+    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if args.cuda and args.torch_deterministic:  # deterministic cuBLAS needs this before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
+
+
+def write_atomically(path: str, write):
+    """Write to a temporary file, then rename it: an interrupt never leaves a half-written file."""
+    tmp = path + ".tmp"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, data: dict):
+    def dump(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+    write_atomically(path, dump)
+
+
+def make_render_env(env_id: str) -> gym.Env:
+    """The env drawing rgb frames, for --capture-video; one clear line when it cannot draw."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic control draws with pygame: frames, no window
+    if sys.platform == "linux" and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL: without a screen, through EGL
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        return env
+    except Exception as e:  # a missing package or a graphics library that cannot draw here
+        fail(f"--capture-video cannot render {env_id}: {str(e).splitlines()[0]} "
+             '(classic control needs pip install "gymnasium[classic-control]")')
+
+
+def save_gif(frames: list, path: str, fps: float):
+    from PIL import Image  # Pillow comes with matplotlib; imported here, since only --capture-video needs it
+    images = [Image.fromarray(frame) for frame in frames]
+    write_atomically(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                      duration=round(1000 / fps), loop=0))
+
+
+@torch.no_grad()
+def evaluate(policy, args, video_folder: str = "") -> list:
+    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
+    environment, seeded apart from the training one; each episode saved as a GIF in video_folder if given."""
+    env = make_render_env(args.env_id) if video_folder else gym.make(args.env_id)
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=args.seed + 10_000 + episode)
+        frames = [env.render()] if video_folder else []
+        done, episode_return = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            episode_return += float(reward)
+            done = terminated or truncated
+            if video_folder:
+                frames.append(env.render())
+        returns.append(episode_return)
+        if video_folder:
+            os.makedirs(video_folder, exist_ok=True)
+            save_gif(frames, os.path.join(video_folder, f"episode-{episode}.gif"), env.metadata.get("render_fps", 30))
+    env.close()
+    return returns
+
+
+def describe_machine(device: torch.device) -> dict:
+    """What args.json records besides the settings: the device used, the versions and the CPU."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    return {"device": str(device), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
+            "gymnasium": gym.__version__, "numpy": np.__version__}
+
+
+class Run:
+    """One training run's folder, {run_dir}/{env_id}__{exp_name}__{seed}__{unix time}/, and what goes into it:
+    args.json (the settings, and the machine), episodes.csv (one row per finished training episode),
+    metrics.csv (the algorithm's scalars), eval.json, model.pt and, with --capture-video, videos/. Used as
+    `with Run(...) as run:` around the training loop. However the loop ends (Ctrl-C included), the files are
+    closed, the environment too, and the parts given to save() are written to model.pt. A progress line is
+    printed at most every 2 seconds."""
+
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
+        if args.capture_video:  # fail now rather than after training
+            make_render_env(args.env_id).close()
+        stamp = int(time.time())
+        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}")
+        suffix = 1
+        while os.path.exists(self.dir):  # two runs started in the same second
+            suffix += 1
+            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}-{suffix}")
+        os.makedirs(self.dir)
+        write_json(os.path.join(self.dir, "args.json"), {**asdict(args), "script": SCRIPT, **describe_machine(device)})
+        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
+        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
+        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
+        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
+        self.metrics_log.writerow(["global_step", *metric_names])
+        self.returns = self.lengths = None  # of the episodes under way, one per environment
+        self.recent_returns = deque(maxlen=10)
+        self.global_step = self.printed_step = 0
+        self.start_time = self.printed_time = time.time()
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
+        self.episodes_file.close()
+        self.metrics_file.close()
+        if self.env is not None:
+            self.env.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(script=SCRIPT, args=asdict(self.args), global_step=self.global_step)
+            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
+        print(f"run folder: {self.dir}")
+        return False  # an exception, Ctrl-C included, goes on up
+
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
+
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
+                                    round(time.time() - self.start_time, 3)])
+        self.episodes_file.flush()
+        self.recent_returns.append(episodic_return)
+
+    def rewards(self, global_step: int, rewards, dones):
+        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
+        log the episodes that ended (dones), and print the progress line when it is due."""
+        if self.returns is None:
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+        self.returns += rewards
+        self.lengths += 1
+        for i in np.flatnonzero(dones):
+            self.episode(global_step, self.returns[i], self.lengths[i])
+            self.returns[i], self.lengths[i] = 0.0, 0
+        self.progress(global_step)
+
+    def log(self, global_step: int, *metrics):
+        """One row of metrics.csv, in the order of the metric names given to Run."""
+        self.metrics_log.writerow([global_step, *metrics])
+        self.metrics_file.flush()
+
+    def progress(self, global_step: int):
+        """Every 2 seconds: the step, the mean of the last 10 training returns, the recent speed, the time left."""
+        self.global_step = global_step
+        now = time.time()
+        if now - self.printed_time < 2:
+            return
+        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
+        left = f"{(self.total_steps - global_step) / steps_per_second:,.0f} s left" if steps_per_second else "starting"
+        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
+              f"{steps_per_second:,.0f} steps/s | {left}")
+        self.printed_step, self.printed_time = global_step, now
+
+    def evaluate(self, global_step: int, policy) -> dict:
+        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
+        self.global_step = global_step
+        sps = global_step / (time.time() - self.start_time)
+        video_folder = os.path.join(self.dir, "videos") if self.args.capture_video else ""
+        returns = evaluate(policy, self.args, video_folder) if self.args.eval_episodes > 0 else []
+        summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
+                   "std": float(np.std(returns)) if returns else float("nan"),
+                   "returns": returns, "episodes": len(returns), "global_step": global_step,
+                   "sps": sps, "wall_time": time.time() - self.start_time}
+        write_json(os.path.join(self.dir, "eval.json"), summary)
+        print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
+              f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
+        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
+                "sps": sps, "run_dir": self.dir}
+
+
+def evaluate_saved(args, given: set = frozenset()) -> dict:
+    """--eval-only: the deterministic evaluation of a saved model.pt, without training. The settings are the
+    saved ones, but for --capture-video and those of eval_episodes, seed and cuda given on the command line."""
+    try:
+        saved = torch.load(args.eval_only, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        fail(f"no such file: {args.eval_only}")
+    except Exception as e:  # not a file torch can read
+        fail(f"cannot read {args.eval_only}: {str(e).splitlines()[0]}")
+    script = saved.get("script") if isinstance(saved, dict) else None
+    if script != SCRIPT:
+        fail(f"{args.eval_only} is not a model.pt of {SCRIPT}.py" + (f": {script}.py wrote it" if script else ""))
+    saved_args = Args(**{key: value for key, value in saved["args"].items() if key in Args.__dataclass_fields__})
+    if "env_id" in given and args.env_id != saved_args.env_id:
+        fail(f"{args.eval_only} holds a model for {saved_args.env_id}, not for {args.env_id}")
+    overrides = {key: getattr(args, key) for key in ("eval_episodes", "seed", "cuda") if key in given}
+    run_args = replace(saved_args, capture_video=args.capture_video, **overrides)
+    device = torch.device("cuda" if run_args.cuda and torch.cuda.is_available() else "cpu")
+    env = make_env(run_args.env_id)
+    policy = saved_policy(saved, run_args, env, device)
+    env.close()
+    video_folder = os.path.join(os.path.dirname(os.path.abspath(args.eval_only)), "videos") if run_args.capture_video else ""
+    returns = evaluate(policy, run_args, video_folder)
+    mean, std = float(np.mean(returns)) if returns else float("nan"), float(np.std(returns)) if returns else float("nan")
+    print(f"evaluation of {args.eval_only} over {len(returns)} episodes on {run_args.env_id}: {mean:.1f} ± {std:.1f}"
+          + (f" | videos in {video_folder}" if video_folder else ""))
+    return {"eval_mean": mean, "eval_std": std, "returns": returns}
+
+
+def parse_command_line():
+    """Args from the command line, and the names of the settings it gave. The per-env defaults of the env given
+    by --env-id are filled in before parsing, so that --help shows the values a run would use."""
+    argv, env_id, given = sys.argv[1:], Args.env_id, set()
+    for i, token in enumerate(argv):
+        name, _, value = token[2:].partition("=") if token.startswith("--") else ("", "", "")
+        if name == "env-id":
+            env_id = value or (argv[i + 1] if i + 1 < len(argv) else env_id)
+        given.add(name.removeprefix("no-").replace("-", "_"))
+    defaults = Args(env_id=env_id)
+    if None in asdict(defaults).values():  # this script has per-env defaults
+        defaults = with_env_defaults(defaults, make_env(env_id), given)
+    return tyro.cli(Args, default=defaults), given
+
+
+if __name__ == "__main__":
+    command_line_args, given_settings = parse_command_line()
+    try:
+        evaluate_saved(command_line_args, given_settings) if command_line_args.eval_only else train(command_line_args)
+    except KeyboardInterrupt:
+        sys.exit(130)
