@@ -121,6 +121,7 @@ def interrupt_once_logging(command: list, cwd, env=None, episodes=4, timeout=600
 # ---------------------------------------------------------------------------------------------------
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 class CountEnv(gym.Env):
@@ -156,6 +157,18 @@ for _continuous in (False, True):
     # terminates after 3 steps, long before the time limit
     gym.register(f"CountTerminated{_kind}-v0", entry_point=CountEnv, max_episode_steps=100,
                  kwargs={"terminate_at": 3, "continuous": _continuous})
+
+
+class CountValue(torch.nn.Module):
+    """V(s) = t, the step counter of CountEnv's observation [t, 1], in place of a script's value network: the
+    values a loop hands on show which observation it used."""
+
+    def __init__(self, obs_dim, hidden_size):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs):
+        return obs[..., 0] + 0.0 * self.bias
 
 
 class CountMultiDiscreteEnv(CountEnv):

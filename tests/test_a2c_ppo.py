@@ -16,7 +16,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import a2c
 import a3c
 import ppo
-from conftest import TIME_LIMIT, reference_gae
+from conftest import TIME_LIMIT, CountValue, reference_gae
 
 BOTH = pytest.mark.parametrize("module", [a2c, ppo], ids=["a2c", "ppo"])
 
@@ -52,17 +52,6 @@ def test_gae_against_a_plain_loop_with_a_termination_and_a_truncation(module):
 # ---------------------------------------------------------------------------------------------------
 # The vector-env loop: real final observations and the two masks
 # ---------------------------------------------------------------------------------------------------
-class CountCritic(nn.Module):
-    """V(s) = t, the step counter of CountEnv's observation [t, 1]: values show which observation was used."""
-
-    def __init__(self, obs_dim, hidden_size):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(()))
-
-    def forward(self, obs):
-        return obs[..., 0] + 0.0 * self.bias
-
-
 def recorded_rollouts(module, monkeypatch, tmp_path, env_id):
     """Train on a CountEnv with V(s) = t and return the arrays every compute_gae call received."""
     calls = []
@@ -73,7 +62,7 @@ def recorded_rollouts(module, monkeypatch, tmp_path, env_id):
                           dones=dones.copy(), rewards=rewards.copy()))
         return original_gae(rewards, values, next_values, terminated, dones, gamma, gae_lambda)
 
-    monkeypatch.setattr(module, "Critic", CountCritic)
+    monkeypatch.setattr(module, "Critic", CountValue)
     monkeypatch.setattr(module, "compute_gae", spy)
     extra = dict(update_epochs=1, num_minibatches=1) if module is ppo else {}
     module.train(module.Args(env_id=env_id, total_timesteps=42, num_envs=2, num_steps=7, norm_obs=False,

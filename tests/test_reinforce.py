@@ -13,7 +13,7 @@ import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import reinforce
-from conftest import TIME_LIMIT, read_csv
+from conftest import TIME_LIMIT, CountValue, read_csv
 
 
 def plain_reward_to_go(rewards, terminated, truncated, final_values, gamma):
@@ -279,21 +279,10 @@ def test_train_gives_the_update_the_reward_to_go_of_whole_episodes_with_args_gam
     assert rates == pytest.approx([0.004 * (1 - step / 700) for step in batch_ends])
 
 
-class CountBaseline(nn.Module):
-    """V(s) = t, the step counter of CountEnv's observation [t, 1]: a value shows which observation was used."""
-
-    def __init__(self, obs_dim, hidden_size):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(()))
-
-    def forward(self, obs):
-        return obs[..., 0] + 0.0 * self.bias
-
-
 def recorded_batches(monkeypatch, tmp_path, env_id, use_baseline, gamma):
     """Train on a CountEnv, 2 episodes a batch, with V(s) = t; returns the arrays of every reward_to_go call
     laid end to end, and the update calls."""
-    monkeypatch.setattr(reinforce, "Baseline", CountBaseline)
+    monkeypatch.setattr(reinforce, "Baseline", CountValue)
     rtgs, updates = spy_on(monkeypatch, "reward_to_go"), spy_on(monkeypatch, "update")
     reinforce.train(reinforce.Args(env_id=env_id, total_timesteps=24, num_episodes=2, gamma=gamma,
                                    baseline=use_baseline, norm_obs=False, norm_reward=False, eval_episodes=0,
