@@ -171,6 +171,18 @@ class CountValue(torch.nn.Module):
         return obs[..., 0] + 0.0 * self.bias
 
 
+def linear_actor_and_value(actor_class, value_class):
+    """A script's own Categorical actor and value classes with their networks swapped for linear maps without
+    bias, logits = W s and V(s) = w · s, whose losses a test can write out in a line each."""
+    actor = actor_class(obs_dim=2, n_actions=2, hidden_size=1, log_std_init=0.0)
+    value = value_class(obs_dim=2, hidden_size=1)
+    actor.logits, value.net = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        actor.logits.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.8]]))
+        value.net.weight.copy_(torch.tensor([[0.4, -0.1]]))
+    return actor, value
+
+
 class CountMultiDiscreteEnv(CountEnv):
     """CountEnv with MultiDiscrete actions, which no script here handles. Scripts that take both Discrete and
     Box actions (a2c.py, ppo.py, trpo.py, a3c.py, reinforce.py) reject it; test_wrong_action_space trains

@@ -16,7 +16,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import a2c
 import a3c
 import ppo
-from conftest import TIME_LIMIT, CountValue, reference_gae
+from conftest import TIME_LIMIT, CountValue, linear_actor_and_value, reference_gae
 
 BOTH = pytest.mark.parametrize("module", [a2c, ppo], ids=["a2c", "ppo"])
 
@@ -272,15 +272,7 @@ def test_gradient_steps_per_rollout(module, tmp_path):
 # The update functions on a fixed batch, against the losses written out by hand
 # ---------------------------------------------------------------------------------------------------
 def linear_actor_critic(module):
-    """The script's own actor and critic classes with their networks swapped for linear maps without bias,
-    logits = W s and V(s) = w · s, whose losses the tests can write out in a line each."""
-    actor = module.CategoricalActor(obs_dim=2, n_actions=2, hidden_size=1, log_std_init=0.0)
-    critic = module.Critic(obs_dim=2, hidden_size=1)
-    actor.logits, critic.net = nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        actor.logits.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.8]]))
-        critic.net.weight.copy_(torch.tensor([[0.4, -0.1]]))
-    return actor, critic
+    return linear_actor_and_value(module.CategoricalActor, module.Critic)
 
 
 def fixed_batch(actor, n=4):

@@ -9,11 +9,10 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import reinforce
-from conftest import TIME_LIMIT, CountValue, read_csv
+from conftest import TIME_LIMIT, CountValue, linear_actor_and_value, read_csv
 
 
 def plain_reward_to_go(rewards, terminated, truncated, final_values, gamma):
@@ -88,15 +87,7 @@ def test_the_baseline_bootstrap_adds_the_discounted_value_after_the_cut_and_noth
 # REINF-4 and REINF-5: the update on a fixed batch, against its loss written out
 # ---------------------------------------------------------------------------------------------------
 def linear_policy_and_baseline():
-    """The script's own classes with their networks swapped for linear maps without bias: logits = W s and
-    V(s) = w · s, whose losses a test can write out in a line each."""
-    actor = reinforce.CategoricalActor(obs_dim=2, n_actions=2, hidden_size=1, log_std_init=0.0)
-    baseline = reinforce.Baseline(obs_dim=2, hidden_size=1)
-    actor.logits, baseline.net = nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        actor.logits.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.8]]))
-        baseline.net.weight.copy_(torch.tensor([[0.4, -0.1]]))
-    return actor, baseline
+    return linear_actor_and_value(reinforce.CategoricalActor, reinforce.Baseline)
 
 
 def fixed_batch(n=4):
