@@ -721,7 +721,7 @@ ABLATION_PARTS = {  # experiment name: (rainbow.py's settings that turn one part
     "rainbow-no-noisy": (dict(noisy=False), "NoisyNet (RAINBOW-6)"),
 }
 ABLATION_ENV = "CartPole-v1"
-ABLATION_SEEDS = (1, 2, 3)  # 21 runs (7 a seed) of about 6 minutes each on our CPU
+ABLATION_SEEDS = (1, 2, 3)  # 21 runs (7 a seed) of 3-9 minutes each on our CPU
 ABLATION_SETTINGS = dict(env_id=ABLATION_ENV, cuda=False)  # else rainbow.py's defaults, as the benchmark runs it
 
 
