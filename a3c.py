@@ -41,11 +41,12 @@ Run:
   python a3c.py --help
 """
 
+import contextlib
 import csv
-import difflib
 import json
+import math
 import os
-import platform
+import pathlib
 import random
 import signal
 import sys
@@ -99,10 +100,6 @@ class Args:
     """write the trained weights to model.pt"""
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
-    capture_video: bool = False
-    """save the final evaluation's episodes as GIFs in the run folder's videos/"""
-    eval_only: str = ""
-    """a model.pt to evaluate, without training (e.g. runs/CartPole-v1__dqn__1__1764000000/model.pt)"""
 
     learning_rate: float = 1e-3
     """Adam step size α of the shared optimizer (decays linearly to 0 when anneal_lr)"""
@@ -511,10 +508,10 @@ def train(args: Args) -> dict:
         return run.evaluate(workers.global_step.value, policy)
 
 
-# ===================================================================================================
-# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run folder,
-# the logs, the evaluation and Ctrl-C out of train().
-# ===================================================================================================
+# ==================================================================================================
+# Bookkeeping. A first reading can stop here: what follows checks the settings and keeps the run
+# folder, the logs, the evaluation and Ctrl-C out of train().
+# ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
@@ -524,6 +521,8 @@ def check_args(args: Args, env: gym.Env):
     if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
         fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
     problems = [
+        (args.seed + args.num_workers > 2**32 > args.seed >= 0,
+         f"seed + num_workers must stay within 2**32 = {2**32}: worker i seeds with seed + i"),
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
@@ -659,16 +658,38 @@ class Workers:
 
 
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
-    """--eval-only: the deterministic policy (mean or most probable action) of the actor in a model.pt."""
+    """The deterministic policy (mean or most probable action) of the actor in a model.pt."""
     actor = make_networks(env, args)[0].to(device)
     actor.load_state_dict(saved["actor"])
     return lambda obs: env_actions(actor.mode(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy(),
                                    env.action_space)
 
 
-# ---------------------------------------------------------------------------------------------------
-# From here to the end, every script of this repository has the same lines (tests/test_layout.py checks).
-# ---------------------------------------------------------------------------------------------------
+def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
+    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of the
+    tuned env with the same kind of action space (TUNED_ON); print the values filled in, but `quiet`."""
+    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
+        (env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)), None)
+    filled = {key: value for key, value in ENV_DEFAULTS.get(tuned, {}).items()
+              if getattr(args, key) is None}
+    shown = ", ".join(f"{key}={value}" for key, value in filled.items() if key not in quiet)
+    if shown:
+        borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed)"
+        print(f"defaults for {tuned}{borrowed}: {shown}")
+    return replace(args, **filled)
+
+
+def parse_command_line() -> Args:
+    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: so --help shows
+    the values a run would use, and the settings the command line gives are not printed as defaults."""
+    argv = [part for token in sys.argv[1:] for part in token.split("=", 1)]
+    env_id = next((value for flag, value in zip(argv, argv[1:]) if flag == "--env-id"), Args.env_id)
+    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag.startswith("--")}
+    defaults = with_env_defaults(Args(env_id=env_id), make_env(env_id), quiet=given)
+    return tyro.cli(Args, default=defaults)
+
+
+# From here to the end, every script of this repository has the same lines (a test checks it). ---
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
 
@@ -679,177 +700,66 @@ def fail(message: str):
 
 
 def make_env(env_id: str) -> gym.Env:
-    if env_id not in gym.envs.registry:
-        close = difflib.get_close_matches(env_id, gym.envs.registry.keys(), n=3, cutoff=0.5)
-        fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     try:
         return gym.make(env_id)
-    except gym.error.Error as e:  # e.g. a missing optional dependency such as MuJoCo
+    except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
 
 
-def with_env_defaults(args, env: gym.Env, given: set = frozenset()):
-    """Fill the settings left at None from the env's row of ENV_DEFAULTS (scripts that have one). An env
-    without a row borrows the row of the tuned env with the same kind of action space (TUNED_ON). Prints the
-    values filled in, but for those the command line gives (`given`)."""
-    table, tuned_on = globals().get("ENV_DEFAULTS", {}), globals().get("TUNED_ON", {})
-    tuned = args.env_id if args.env_id in table else next(
-        (tuned_env for space, tuned_env in tuned_on.items() if isinstance(env.action_space, space)), None)
-    if tuned is None:  # no per-env defaults, or an action space we cannot handle: check_args says so
-        return args
-    filled = {key: value for key, value in table[tuned].items() if getattr(args, key) is None}
-    shown = {key: value for key, value in filled.items() if key not in given}
-    if shown and "eval_only" not in given:
-        borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed from the tuned env)"
-        print(f"defaults for {tuned}{borrowed}: " + ", ".join(f"{key}={value}" for key, value in shown.items()))
-    return replace(args, **filled)
-
-
 def seed_everything(seed: int, args):
-    """Seed random, numpy and torch, and set torch's determinism and CPU threads."""
+    """Seed random, numpy and torch; set torch's determinism and CPU threads."""
+    if not 0 <= seed < 2**32:
+        fail(f"seed must lie in [0, 2**32), not {seed}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if args.cuda and args.torch_deterministic:  # deterministic cuBLAS needs this before its first call
+    if args.cuda and args.torch_deterministic:  # cuBLAS needs it for determinism, before first use
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(args.torch_deterministic)
     torch.set_num_threads(args.torch_threads)
 
 
-def write_atomically(path: str, write):
-    """Write to a temporary file, then rename it: an interrupt never leaves a half-written file."""
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path: str, data: dict):
-    def dump(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-    write_atomically(path, dump)
-
-
-def make_render_env(env_id: str) -> gym.Env:
-    """The env drawing rgb frames, for --capture-video; one clear line when it cannot draw."""
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic control draws with pygame: frames, no window
-    if sys.platform == "linux" and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL: without a screen, through EGL
-    try:
-        env = gym.make(env_id, render_mode="rgb_array")
-        env.reset(seed=0)
-        env.render()
-        return env
-    except Exception as e:  # a missing package or a graphics library that cannot draw here
-        fail(f"--capture-video cannot render {env_id}: {str(e).splitlines()[0]} "
-             '(classic control needs pip install "gymnasium[classic-control]")')
-
-
-def save_gif(frames: list, path: str, fps: float):
-    from PIL import Image  # Pillow comes with matplotlib; imported here, since only --capture-video needs it
-    images = [Image.fromarray(frame) for frame in frames]
-    write_atomically(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                      duration=round(1000 / fps), loop=0))
+def write_atomically(path: str, data):
+    """Write data (JSON for a .json path, else with torch.save) to a temporary file, then rename it
+    to path: an interrupt never leaves a half-written file."""
+    if path.endswith(".json"):
+        pathlib.Path(path + ".tmp").write_text(json.dumps(data, indent=2))
+    else:
+        torch.save(data, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 @torch.no_grad()
-def evaluate(policy, args, video_folder: str = "") -> list:
-    """Returns of args.eval_episodes episodes of the deterministic `policy` (observation → action) on a fresh
-    environment, seeded apart from the training one; each episode saved as a GIF in video_folder if given."""
-    env = make_render_env(args.env_id) if video_folder else gym.make(args.env_id)
-    returns = []
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=args.seed + 10_000 + episode)
-        frames = [env.render()] if video_folder else []
-        done, episode_return = False, 0.0
+def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> list:
+    """Returns of the deterministic `policy`; episode e starts from env seed seed + 10_000 + e."""
+    returns = [0.0] * episodes
+    for episode in range(episodes):
+        obs, done = env.reset(seed=seed + 10_000 + episode)[0], False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            episode_return += float(reward)
-            done = terminated or truncated
-            if video_folder:
-                frames.append(env.render())
-        returns.append(episode_return)
-        if video_folder:
-            os.makedirs(video_folder, exist_ok=True)
-            save_gif(frames, os.path.join(video_folder, f"episode-{episode}.gif"), env.metadata.get("render_fps", 30))
-    env.close()
+            returns[episode], done = returns[episode] + float(reward), terminated or truncated
     return returns
 
 
-def describe_machine(device: torch.device) -> dict:
-    """What args.json records besides the settings: the device used, the versions and the CPU."""
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    return {"device": str(device), "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
-            "gymnasium": gym.__version__, "numpy": np.__version__}
+class Logs:
+    """episodes.csv (a row per training episode), metrics.csv (a row per log()), a progress line."""
 
-
-class Run:
-    """One training run's folder, {run_dir}/{env_id}__{exp_name}__{seed}__{unix time}/, and what goes into it:
-    args.json (the settings, and the machine), episodes.csv (one row per finished training episode),
-    metrics.csv (the algorithm's scalars), eval.json, model.pt and, with --capture-video, videos/. Used as
-    `with Run(...) as run:` around the training loop. However the loop ends (Ctrl-C included), the files are
-    closed, the environment too, and the parts given to save() are written to model.pt. A progress line is
-    printed at most every 2 seconds."""
-
-    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
-        self.args, self.env, self.total_steps, self.parts = args, env, total_steps, {}
-        if args.capture_video:  # fail now rather than after training
-            make_render_env(args.env_id).close()
-        stamp = int(time.time())
-        self.dir = os.path.join(args.run_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}")
-        suffix = 1
-        while os.path.exists(self.dir):  # two runs started in the same second
-            suffix += 1
-            self.dir = os.path.join(args.run_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}-{suffix}")
-        os.makedirs(self.dir)
-        write_json(os.path.join(self.dir, "args.json"), {**asdict(args), "script": SCRIPT, **describe_machine(device)})
-        self.episodes_file = open(os.path.join(self.dir, "episodes.csv"), "w", newline="")
-        self.metrics_file = open(os.path.join(self.dir, "metrics.csv"), "w", newline="")
-        self.episodes_log, self.metrics_log = csv.writer(self.episodes_file), csv.writer(self.metrics_file)
-        self.episodes_log.writerow(["global_step", "episodic_return", "episodic_length", "wall_time"])
-        self.metrics_log.writerow(["global_step", *metric_names])
+    def __init__(self, path: str, metric_names: list, total_steps: int):
+        self.files = {n: open(f"{path}/{n}.csv", "w", newline="") for n in ["episodes", "metrics"]}
+        self.log("global_step", "episodic_return", "episodic_length", "wall_time", file="episodes")
+        self.log("global_step", *metric_names)
         self.returns = self.lengths = None  # of the episodes under way, one per environment
-        self.recent_returns = deque(maxlen=10)
-        self.global_step = self.printed_step = 0
-        self.start_time = self.printed_time = time.time()
-        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps, device {device}")
+        self.total_steps, self.recent, self.global_step = total_steps, deque(maxlen=10), 0
+        self.start_time = self.printed = time.time()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, trace):
-        if kind is KeyboardInterrupt:
-            print(f"\ninterrupted at step {self.global_step:,}: saving the model and the logs so far")
-        self.episodes_file.close()
-        self.metrics_file.close()
-        if self.env is not None:
-            self.env.close()
-        if self.args.save_model:
-            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
-                     for name, part in self.parts.items()}
-            model.update(script=SCRIPT, args=asdict(self.args), global_step=self.global_step)
-            write_atomically(os.path.join(self.dir, "model.pt"), lambda tmp: torch.save(model, tmp))
-        print(f"run folder: {self.dir}")
-        return False  # an exception, Ctrl-C included, goes on up
-
-    def save(self, **parts):
-        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
-        self.parts = parts
-
-    def episode(self, global_step: int, episodic_return, episodic_length):
-        self.episodes_log.writerow([global_step, episodic_return, episodic_length,
-                                    round(time.time() - self.start_time, 3)])
-        self.episodes_file.flush()
-        self.recent_returns.append(episodic_return)
+    def log(self, *row, file: str = "metrics"):
+        csv.writer(self.files[file]).writerow(row)
+        self.files[file].flush()
 
     def rewards(self, global_step: int, rewards, dones):
-        """Add one step's rewards (a number, or an array with one per environment) to the episodes under way,
-        log the episodes that ended (dones), and print the progress line when it is due."""
+        """Add one step's rewards (a number, or one per environment) to the episodes under way."""
         if self.returns is None:
-            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), dtype=np.int64)
+            self.returns, self.lengths = np.zeros(np.size(rewards)), np.zeros(np.size(rewards), int)
         self.returns += rewards
         self.lengths += 1
         for i in np.flatnonzero(dones):
@@ -857,88 +767,65 @@ class Run:
             self.returns[i], self.lengths[i] = 0.0, 0
         self.progress(global_step)
 
-    def log(self, global_step: int, *metrics):
-        """One row of metrics.csv, in the order of the metric names given to Run."""
-        self.metrics_log.writerow([global_step, *metrics])
-        self.metrics_file.flush()
+    def episode(self, global_step: int, episodic_return, episodic_length):
+        wall_time = round(time.time() - self.start_time, 3)
+        self.log(global_step, episodic_return, episodic_length, wall_time, file="episodes")
+        self.recent.append(episodic_return)
 
     def progress(self, global_step: int):
-        """Every 2 seconds: the step, the mean of the last 10 training returns, the recent speed, the time left."""
+        """Every 2 s at most: the step, the mean of the last 10 training returns, the speed."""
         self.global_step = global_step
-        now = time.time()
-        if now - self.printed_time < 2:
-            return
-        steps_per_second = (global_step - self.printed_step) / (now - self.printed_time)
-        left = f"{(self.total_steps - global_step) / steps_per_second:,.0f} s left" if steps_per_second else "starting"
-        mean_return = np.mean(self.recent_returns) if self.recent_returns else float("nan")
-        print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean_return:8.1f} | "
-              f"{steps_per_second:,.0f} steps/s | {left}")
-        self.printed_step, self.printed_time = global_step, now
+        if time.time() - self.printed >= 2:
+            self.printed, mean = time.time(), np.mean(self.recent) if self.recent else math.nan
+            speed = global_step / (self.printed - self.start_time)
+            print(f"step {global_step:>9,} / {self.total_steps:,} | return (last 10) {mean:8.1f} | "
+                  f"{speed:,.0f} steps/s")
+
+
+class Run(Logs, contextlib.AbstractContextManager):
+    """A run's folder {run_dir}/{env_id}__{exp_name}__{seed}__{unix time}/: args.json, the logs,
+    eval.json, model.pt. `with Run(...) as run:` keeps the model and logs however training ends."""
+
+    def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
+        self.args, self.env, self.parts = args, env, {}
+        name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
+                        if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
+        os.makedirs(self.dir)
+        write_atomically(f"{self.dir}/args.json", {**asdict(args), "script": SCRIPT})
+        super().__init__(self.dir, metric_names, total_steps)
+        print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps on {device}")
+
+    def __exit__(self, kind, error, trace):  # Ctrl-C included
+        for file in [*self.files.values(), *([self.env] if self.env is not None else [])]:
+            file.close()
+        if self.args.save_model:
+            model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
+                     for name, part in self.parts.items()}
+            model.update(script=SCRIPT, args=asdict(self.args), global_step=self.global_step)
+            write_atomically(f"{self.dir}/model.pt", model)
+        print(f"{'interrupted; ' * (kind is KeyboardInterrupt)}run folder: {self.dir}")
+
+    def save(self, **parts):
+        """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
+        self.parts = parts
 
     def evaluate(self, global_step: int, policy) -> dict:
-        """The final evaluation of the deterministic `policy`, written to eval.json; returns train()'s summary."""
-        self.global_step = global_step
-        sps = global_step / (time.time() - self.start_time)
-        video_folder = os.path.join(self.dir, "videos") if self.args.capture_video else ""
-        returns = evaluate(policy, self.args, video_folder) if self.args.eval_episodes > 0 else []
-        summary = {"mean": float(np.mean(returns)) if returns else float("nan"),
-                   "std": float(np.std(returns)) if returns else float("nan"),
-                   "returns": returns, "episodes": len(returns), "global_step": global_step,
-                   "sps": sps, "wall_time": time.time() - self.start_time}
-        write_json(os.path.join(self.dir, "eval.json"), summary)
-        print(f"evaluation over {len(returns)} episodes: {summary['mean']:.1f} ± {summary['std']:.1f} "
-              f"| {sps:,.0f} steps/s | {summary['wall_time']:.1f} s")
-        return {"eval_mean": summary["mean"], "eval_std": summary["std"], "global_step": global_step,
-                "sps": sps, "run_dir": self.dir}
-
-
-def evaluate_saved(args, given: set = frozenset()) -> dict:
-    """--eval-only: the deterministic evaluation of a saved model.pt, without training. The settings are the
-    saved ones, but for --capture-video and those of eval_episodes, seed and cuda given on the command line."""
-    try:
-        saved = torch.load(args.eval_only, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        fail(f"no such file: {args.eval_only}")
-    except Exception as e:  # not a file torch can read
-        fail(f"cannot read {args.eval_only}: {str(e).splitlines()[0]}")
-    script = saved.get("script") if isinstance(saved, dict) else None
-    if script != SCRIPT:
-        fail(f"{args.eval_only} is not a model.pt of {SCRIPT}.py" + (f": {script}.py wrote it" if script else ""))
-    saved_args = Args(**{key: value for key, value in saved["args"].items() if key in Args.__dataclass_fields__})
-    if "env_id" in given and args.env_id != saved_args.env_id:
-        fail(f"{args.eval_only} holds a model for {saved_args.env_id}, not for {args.env_id}")
-    overrides = {key: getattr(args, key) for key in ("eval_episodes", "seed", "cuda") if key in given}
-    run_args = replace(saved_args, capture_video=args.capture_video, **overrides)
-    device = torch.device("cuda" if run_args.cuda and torch.cuda.is_available() else "cpu")
-    env = make_env(run_args.env_id)
-    policy = saved_policy(saved, run_args, env, device)
-    env.close()
-    video_folder = os.path.join(os.path.dirname(os.path.abspath(args.eval_only)), "videos") if run_args.capture_video else ""
-    returns = evaluate(policy, run_args, video_folder)
-    mean, std = float(np.mean(returns)) if returns else float("nan"), float(np.std(returns)) if returns else float("nan")
-    print(f"evaluation of {args.eval_only} over {len(returns)} episodes on {run_args.env_id}: {mean:.1f} ± {std:.1f}"
-          + (f" | videos in {video_folder}" if video_folder else ""))
-    return {"eval_mean": mean, "eval_std": std, "returns": returns}
-
-
-def parse_command_line():
-    """Args from the command line, and the names of the settings it gave. The per-env defaults of the env given
-    by --env-id are filled in before parsing, so that --help shows the values a run would use."""
-    argv, env_id, given = sys.argv[1:], Args.env_id, set()
-    for i, token in enumerate(argv):
-        name, _, value = token[2:].partition("=") if token.startswith("--") else ("", "", "")
-        if name == "env-id":
-            env_id = value or (argv[i + 1] if i + 1 < len(argv) else env_id)
-        given.add(name.removeprefix("no-").replace("-", "_"))
-    defaults = Args(env_id=env_id)
-    if None in asdict(defaults).values():  # this script has per-env defaults
-        defaults = with_env_defaults(defaults, make_env(env_id), given)
-    return tyro.cli(Args, default=defaults), given
+        """The final evaluation of the deterministic `policy`, into eval.json; train()'s summary."""
+        self.global_step, sps = global_step, global_step / (time.time() - self.start_time)
+        args = self.args
+        returns = evaluate(policy, gym.make(args.env_id), args.eval_episodes, args.seed)
+        mean, std = float(np.mean(returns or [math.nan])), float(np.std(returns or [math.nan]))
+        write_atomically(f"{self.dir}/eval.json", dict(mean=mean, std=std, returns=returns,
+                         episodes=len(returns), global_step=global_step, sps=sps,
+                         wall_time=time.time() - self.start_time))
+        print(f"evaluation, {len(returns)} episodes: {mean:.1f} ± {std:.1f} ({sps:,.0f} steps/s)")
+        return {"eval_mean": mean, "eval_std": std, "global_step": global_step, "sps": sps,
+                "run_dir": self.dir}
 
 
 if __name__ == "__main__":
-    command_line_args, given_settings = parse_command_line()
     try:
-        evaluate_saved(command_line_args, given_settings) if command_line_args.eval_only else train(command_line_args)
+        train(parse_command_line() if "ENV_DEFAULTS" in globals() else tyro.cli(Args))
     except KeyboardInterrupt:
         sys.exit(130)

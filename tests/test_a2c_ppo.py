@@ -230,7 +230,7 @@ def test_normalization_is_saved_with_the_model_and_used_by_the_evaluation(module
         return module.env_actions(action.numpy(), action_space)
 
     seen.clear()
-    returns = module.evaluate(policy, args)
+    returns = module.evaluate(policy, gym.make("Pendulum-v1"), args.eval_episodes, args.seed)
     assert returns == json.load(open(os.path.join(summary["run_dir"], "eval.json")))["returns"]
     np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-5)
     assert normalizer.obs_rms.count == obs_rms["count"], "the evaluation updated the statistics"

@@ -12,8 +12,12 @@ import pytest
 from conftest import ROOT
 
 SHARED_MARKER = "# From here to the end, every script of this repository has the same lines"
+SHARED_LIMIT = 140  # lines of the shared block (issue 25: it was 276)
+WIDTH = 100  # characters per line of a script, so that it reads beside a slide
 BOOKKEEPING_MARKER = "# Bookkeeping. A first reading can stop here"
-SCRIPTS = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(ROOT, "*.py")))
+TOOLS = {"evaluate"}  # the optional tool beside the scripts: not an algorithm script
+SCRIPTS = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(ROOT, "*.py"))
+                 if os.path.basename(path)[:-3] not in TOOLS)
 # train() of these scripts stays within 60 lines, the others within 100 (a3c's loop is its worker)
 SHORT_TRAIN = {"dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow", "ddpg", "td3", "sac"}
 LABEL = re.compile(r"\b([A-Z][A-Z0-9]*)-(\d+)\b")
@@ -25,8 +29,14 @@ def source(name: str) -> str:
 
 
 def shared_part(text: str) -> str:
-    start = text.index(SHARED_MARKER)
-    return text[text.rindex("\n", 0, start - 1):]  # from the rule line above the marker
+    return text[text.index(SHARED_MARKER):]
+
+
+def definitions(text: str) -> dict:
+    """{name: lines} of the top-level functions and classes in text, decorators included."""
+    lines = text.splitlines()
+    return {node.name: lines[min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1:node.end_lineno]
+            for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
 def test_every_script_is_checked():
@@ -46,6 +56,7 @@ def test_reading_order(name):
     assert ast.get_docstring(tree), "a script starts with its docstring"
     order = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
     assert order.index("Args") < order.index("train") < order.index("check_args") < order.index("Run")
+    assert order[-1] == "Run", "the shared block ends the script, with Run last"
     assert text.index("def train(") < text.index(BOOKKEEPING_MARKER) < text.index(SHARED_MARKER)
     first_def = min(node.lineno for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef)))
     imports = [node.lineno for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
@@ -80,3 +91,35 @@ def test_docstring_lists_the_steps_the_code_tags(name):
     assert listed, "the docstring lists the lecture's steps"
     assert tagged <= listed, f"steps tagged in the code but not listed in the docstring: {tagged - listed}"
     assert listed <= tagged, f"steps listed in the docstring but tagged nowhere in the code: {listed - tagged}"
+
+
+def test_the_shared_block_is_at_most_140_lines():
+    lines = shared_part(source("dqn")).splitlines()
+    assert len(lines) <= SHARED_LIMIT, f"the shared block has {len(lines)} lines, more than {SHARED_LIMIT}"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_no_definition_of_the_shared_block_is_longer_than_the_training_loop(name):
+    """The bookkeeping never outweighs the algorithm: every function or class of the shared block is
+    shorter than train(). a3c.py's train() only starts the workers; its loop is worker()."""
+    everything = definitions(source(name))
+    loop = len(everything["worker" if name == "a3c" else "train"])
+    for definition, lines in definitions(shared_part(source(name))).items():
+        assert len(lines) <= loop, f"{definition} has {len(lines)} lines, the training loop {loop}"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_lines_fit_beside_a_slide(name):
+    wide = [number for number, line in enumerate(source(name).splitlines(), 1) if len(line) > WIDTH]
+    assert not wide, f"{name}.py has lines longer than {WIDTH} characters: {wide[:10]}"
+
+
+@pytest.mark.parametrize("function", ["with_env_defaults", "whole_rollouts"])
+def test_helpers_shared_by_some_scripts_are_identical_where_they_are(function):
+    """with_env_defaults (the scripts with ENV_DEFAULTS) and whole_rollouts (the scripts whose budget is
+    counted in rollouts) sit outside the shared block, in the scripts that need them: the same lines."""
+    copies = {name: "\n".join(definitions(source(name))[function]) for name in SCRIPTS
+              if function in definitions(source(name))}
+    assert len(copies) >= 2, f"{function} is in fewer than two scripts: {list(copies)}"
+    reference = next(iter(copies.values()))
+    assert all(copy == reference for copy in copies.values()), f"{function} differs between {list(copies)}"

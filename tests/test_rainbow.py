@@ -14,11 +14,13 @@ import os
 import re
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import tyro
 
 import rainbow
 from conftest import TIME_LIMIT
@@ -643,8 +645,7 @@ def test_each_flag_of_the_ablation_table_turns_off_its_part(monkeypatch):
     assert sorted(label for _, label in table) == [f"RAINBOW-{k}" for k in range(1, 7)]
     full = rainbow.Args()
     for flag, label in table:
-        monkeypatch.setattr(sys, "argv", ["rainbow.py", *flag.split()])
-        args, _ = rainbow.parse_command_line()
+        args = tyro.cli(rainbow.Args, args=flag.split())
         off = {name for name in ("double", "dueling", "per", "distributional", "noisy")
                if getattr(args, name) != getattr(full, name)}
         if flag == "--n-step 1":
@@ -654,8 +655,7 @@ def test_each_flag_of_the_ablation_table_turns_off_its_part(monkeypatch):
 
 
 def test_acrobot_has_its_own_support(monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["rainbow.py", "--env-id", "Acrobot-v1"])
-    args, _ = rainbow.parse_command_line()
+    args = rainbow.with_env_defaults(rainbow.Args(env_id="Acrobot-v1"), gym.make("Acrobot-v1"))
     assert (args.v_min, args.v_max) == (-100.0, 0.0) and args.total_timesteps <= 100_000
 
 
