@@ -220,8 +220,7 @@ def train(args: Args) -> dict:
             # the real last observation and DQN-3 bootstraps from it; only an MDP end stops that.
             buffer.add(obs, action, reward, next_obs, terminated)
             run.rewards(global_step, reward, terminated or truncated)
-            # Easy to overlook: advance obs, else the next action is chosen for a state that is
-            # gone; after an episode's end, the next one starts from a reset.
+            # Easy to overlook: advance obs, or the next action is chosen for a state already left
             if terminated or truncated:
                 obs, _ = env.reset()
             else:
