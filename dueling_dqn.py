@@ -4,26 +4,26 @@ Paper: Wang et al., "Dueling Network Architectures for Deep Reinforcement Learni
 Lecture 7, "Variant: Dueling DQN".
 
 The lecture's steps, as labelled in the code below:
-  DQN-1  act ε-greedily on Q_φ and store the transition (s, a, r, s', terminated) in the replay buffer B
-  DQN-2  sample a mini-batch from B uniformly: consecutive steps are correlated, a random batch is not
-  DQN-3  targets y = r + γ (1 − terminated) max_a' Q_φ'(s', a') from the target network φ', with no gradient
-         through y: the regression chases a target that holds still between two copies
+  DQN-1  act ε-greedily on Q_φ; store (s, a, r, s', terminated) in the replay buffer B
+  DQN-2  sample a mini-batch from B uniformly: consecutive steps are correlated, a random one is not
+  DQN-3  targets y = r + γ (1 − terminated) max_a' Q_φ'(s', a') from the target network φ', with
+         no gradient through y: the regression chases a target that holds still between two copies
   DQN-4  one gradient step on the loss between Q_φ(s, a) and y
   DQN-5  copy φ into φ' every `target_network_frequency` steps
-  DUEL   Q_φ(s, a) = V(s) + A(s, a) − mean_a' A(s, a'): shared hidden layers, then a value stream and an
-         advantage stream. V + A alone is not identifiable (add c to V, subtract it from A: same Q);
-         subtracting the mean makes A average to zero, so V(s) is the mean of Q(s, ·)
+  DUEL   Q_φ(s, a) = V(s) + A(s, a) − mean_a' A(s, a'): shared hidden layers, then a value stream
+         and an advantage stream. V + A alone is not identifiable (add c to V, subtract it from A:
+         same Q); subtracting the mean makes A average to zero, so V(s) is the mean of Q(s, ·)
 
-Only the network differs from DQN's (dqn.py; `diff dqn.py dueling_dqn.py` shows it): the loss, target and
-loop are DQN's, and the default batch is larger (512 transitions). V(s) learns from every transition of s
-whatever its action, which helps where the choice of action rarely matters. The paper's streams each have a
-hidden layer on top of the shared convolutional layers; here DQN's two hidden layers are shared and each
-stream is one linear layer, so that the network has DQN's size. metrics.csv logs q_mean, the mean Q_φ(s, a)
-of the batches.
+Only the network differs from DQN's (dqn.py; `diff dqn.py dueling_dqn.py` shows it): the loss,
+target and loop are DQN's, and the default batch is larger (512 transitions). V(s) learns from every
+transition of s whatever its action, which helps where the choice of action rarely matters. The
+paper's streams each have a hidden layer on top of the shared convolutional layers; here DQN's two
+hidden layers are shared and each stream is one linear layer, so that the network has DQN's size.
+metrics.csv logs q_mean, the mean Q_φ(s, a) of the batches.
 
-Reading order: the settings (Args), the network, the buffer and the update, then train(), the loop that
-calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder, logs, errors,
-evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the settings (Args), the network, the buffer and the update, then train(), the loop
+that calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder, logs,
+errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python dueling_dqn.py                      # CartPole-v1, 80k steps
@@ -57,7 +57,7 @@ class Args:
     """Gymnasium environment id (Discrete actions, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 80_000  # with anneal_lr and the squared error: 10 of seeds 1-10 solved (Huber, 50k: 4 of 5)
+    total_timesteps: int = 80_000  # ours (README: how the defaults were chosen)
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -76,19 +76,19 @@ class Args:
 
     learning_rate: float = 1e-3
     """Adam step size α (decays linearly to 0 when anneal_lr)"""
-    anneal_lr: bool = True  # the last network is the one evaluated: the steps shrink to 0 so that it settles
-    """decay the learning rate linearly to 0 over training"""
+    anneal_lr: bool = True  # ours (README: how the defaults were chosen)
+    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 512  # DQN's 256 learned slower with the dueling network on CartPole-v1
+    batch_size: int = 512  # ours (README: how the defaults were chosen)
     """transitions per mini-batch (DQN-2)"""
     hidden_size: int = 128
     """units in each of the two hidden layers"""
     learning_starts: int = 1_000
     """environment steps of random play before learning starts"""
-    train_frequency: int = 4  # with batch 256: as stable as 64 every 2 steps, and 1.5 times as fast on a CPU
+    train_frequency: int = 4  # ours (README: how the defaults were chosen)
     """environment steps between two gradient steps"""
     target_network_frequency: int = 250
     """environment steps between two copies of φ into φ' (DQN-5)"""
@@ -96,17 +96,18 @@ class Args:
     """ε at the start of training"""
     end_e: float = 0.05
     """ε after the decay (its floor)"""
-    exploration_fraction: float = 0.25  # ε reaches its floor after 20k steps
+    exploration_fraction: float = 0.25  # ours (README: how the defaults were chosen)
     """fraction of total_timesteps over which ε decays linearly from start_e to end_e"""
     log_frequency: int = 500
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The Q-network, the replay buffer and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class QNetwork(nn.Module):
-    """Dueling Q_φ(s, ·): DQN's hidden layers, shared, then a value head V(s) and an advantage head A(s, ·)."""
+    """Dueling Q_φ(s, ·): DQN's hidden layers, shared, then a value head V(s) and an advantage
+    head A(s, ·)."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_size: int):
         super().__init__()
@@ -136,7 +137,8 @@ class ReplayBuffer:
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)  # 1 only when the MDP ended, not on a time limit
+        # 1 only when the MDP ended; a time limit (truncation) stores 0: the target bootstraps there
+        self.terminated = np.zeros(capacity, dtype=np.float32)
         self.capacity, self.pos, self.size = capacity, 0, 0
 
     def add(self, obs, action, reward, next_obs, terminated):
@@ -158,7 +160,7 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
     return start + min(t / duration, 1.0) * (end - start)
 
 
-@torch.no_grad()
+@torch.no_grad()  # easy to overlook: no gradient flows into the target y
 def td_target(target_network, rewards, next_obs, terminated, gamma):
     """DQN-3: y = r + γ (1 − terminated) max_a' Q_φ'(s', a'); no gradient flows into y."""
     next_q = target_network(next_obs).max(dim=1).values
@@ -169,8 +171,9 @@ def update(q_network, target_network, optimizer, batch, gamma: float):
     """DQN-3 and DQN-4 on one mini-batch; returns the loss and Q_φ(s, a)."""
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(target_network, rewards, next_obs, terminated, gamma)
-    # DQN-4: gradient step on the squared error between Q_φ(s, a) and y. (The Nature paper clips the error's
-    # gradient at 1, the Huber loss; on CartPole-v1, whose values reach 100, plain DQN solved more seeds without.)
+    # DQN-4: gradient step on the squared error between Q_φ(s, a) and y. The Nature paper clips
+    # the error's gradient at 1 (the Huber loss); on CartPole-v1, whose values reach 100, plain
+    # DQN solved more seeds without it (README: how the defaults were chosen).
     q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
     loss = F.mse_loss(q_values, y)
     optimizer.zero_grad()
@@ -179,9 +182,9 @@ def update(q_network, target_network, optimizer, batch, gamma: float):
     return loss, q_values
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     check_args(args, env)
@@ -193,9 +196,9 @@ def train(args: Args) -> dict:
     q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
     target_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
     target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
     buffer = ReplayBuffer(args.buffer_size, obs_dim)
-    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))  # ε decays over these
+    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))
 
     @torch.no_grad()
     def greedy(obs) -> int:
@@ -210,11 +213,15 @@ def train(args: Args) -> dict:
             epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
             action = env.action_space.sample() if rng.random() < epsilon else greedy(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so DQN-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            # Easy to get wrong: store terminated, not truncated. At a time limit, next_obs is
+            # the real last observation and DQN-3 bootstraps from it; only an MDP end stops that.
             buffer.add(obs, action, reward, next_obs, terminated)
             run.rewards(global_step, reward, terminated or truncated)
-            obs = env.reset()[0] if terminated or truncated else next_obs
+            # Easy to overlook: advance obs, or the next action is chosen for a state already left
+            if terminated or truncated:
+                obs, _ = env.reset()
+            else:
+                obs = next_obs
 
             if global_step > args.learning_starts and global_step % args.train_frequency == 0:
                 if args.anneal_lr:
@@ -227,8 +234,7 @@ def train(args: Args) -> dict:
                 if global_step % args.log_frequency == 0:
                     run.log(global_step, td_loss.item(), q_values.mean().item(), epsilon)
 
-            # DQN-5: copy φ into φ' every N steps
-            if global_step % args.target_network_frequency == 0:
+            if global_step % args.target_network_frequency == 0:  # DQN-5: copy φ into φ'
                 target_network.load_state_dict(q_network.state_dict())
         return run.evaluate(global_step, greedy)
 

@@ -1,28 +1,31 @@
-"""PER DQN: DQN with proportional prioritized experience replay, sampling surprising transitions more often.
+"""PER DQN: DQN with prioritized experience replay, sampling surprising transitions more often.
 
-Paper: Schaul, Quan, Antonoglou and Silver, "Prioritized Experience Replay", ICLR 2016 (the proportional
-variant, Algorithm 1). Lecture 7, "Prioritized experience replay".
+Paper: Schaul, Quan, Antonoglou and Silver, "Prioritized Experience Replay", ICLR 2016 (the
+proportional variant, Algorithm 1). Lecture 7, "Prioritized experience replay".
 
 The lecture's steps, as labelled in the code below:
-  DQN-1  act ε-greedily on Q_φ and store the transition (s, a, r, s', terminated) in the replay buffer B
-  PER-1  with priority p = the largest priority so far, so that a new transition is likely replayed soon
-  PER-2  sample i with probability P(i) = p_i^α / Σ_k p_k^α, from a sum tree in O(log N) (instead of DQN's
-         uniform draw): transitions with a large TD error, where there is most to learn, come back more often
-  PER-3  importance weights w_i = (N · P(i))^(−β) / max_j w_j (max over the batch); β grows linearly from
-         `per_beta_start` to 1 over training, so the bias of non-uniform sampling is fully corrected at the end
-  DQN-3  targets y = r + γ (1 − terminated) max_a' Q_φ'(s', a') from the target network φ', with no gradient
-         through y: the regression chases a target that holds still between two copies
-  PER-4  one gradient step on the loss mean_i w_i · (Q_φ(s_i, a_i) − y_i)² (DQN's step, with weights)
+  DQN-1  act ε-greedily on Q_φ; store (s, a, r, s', terminated) in the replay buffer B
+  PER-1  with priority p = the largest priority so far, so a new transition is likely replayed soon
+  PER-2  sample i with probability P(i) = p_i^α / Σ_k p_k^α, from a sum tree in O(log N) (instead of
+         DQN's uniform draw): transitions with a large TD error, where there is most to learn, come
+         back more often
+  PER-3  importance weights w_i = (N · P(i))^(−β) / max_j w_j (max over the batch); β grows linearly
+         from `per_beta_start` to 1 over training, so the bias of non-uniform sampling is fully
+         corrected at the end
+  DQN-3  targets y = r + γ (1 − terminated) max_a' Q_φ'(s', a') from the target network φ', with
+         no gradient through y: the regression chases a target that holds still between two copies
+  PER-4  one gradient step on the loss mean_i w_i · (Q_φ(s_i, a_i) − y_i)² (DQN's step, weighted)
   PER-5  p_i ← |δ_i| + ε with the new TD errors δ_i = y_i − Q_φ(s_i, a_i) of the batch
   DQN-5  copy φ into φ' every `target_network_frequency` steps
 
-The target is DQN's (DQN-3), so that `diff dqn.py per_dqn.py` shows prioritized replay and nothing else;
-the paper paired prioritized replay with Double DQN's target (double_dqn.py's td_target is a drop-in change).
-metrics.csv logs q_mean, the mean Q_φ(s, a) of the batches, and the batches' mean importance weight and β.
+The target is DQN's (DQN-3), so that `diff dqn.py per_dqn.py` shows prioritized replay and nothing
+else; the paper paired prioritized replay with Double DQN's target (double_dqn.py's td_target is a
+drop-in change). metrics.csv logs q_mean, the mean Q_φ(s, a) of the batches, and the batches' mean
+importance weight and β.
 
-Reading order: the settings (Args), the network, the buffer and the update, then train(), the loop that
-calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder, logs, errors,
-evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the settings (Args), the network, the buffer and the update, then train(), the loop
+that calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder, logs,
+errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python per_dqn.py                          # CartPole-v1, 80k steps
@@ -56,7 +59,7 @@ class Args:
     """Gymnasium environment id (Discrete actions, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 80_000  # anneal_lr, squared error, ε floor 0.05: 10 of seeds 1-10 (Huber, 50k: 4 of 5)
+    total_timesteps: int = 80_000  # ours (README: how the defaults were chosen)
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -75,27 +78,27 @@ class Args:
 
     learning_rate: float = 1e-3
     """Adam step size α (decays linearly to 0 when anneal_lr)"""
-    anneal_lr: bool = True  # the last network is the one evaluated: the steps shrink to 0 so that it settles
-    """decay the learning rate linearly to 0 over training"""
+    anneal_lr: bool = True  # ours (README: how the defaults were chosen)
+    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 256  # a CPU takes about as long for 256 transitions as for 64: fewer, larger steps
+    batch_size: int = 256  # ours (README: how the defaults were chosen)
     """transitions per mini-batch (DQN-2)"""
     hidden_size: int = 128
     """units in each of the two hidden layers"""
     learning_starts: int = 1_000
     """environment steps of random play before learning starts"""
-    train_frequency: int = 4  # with batch 256: as stable as 64 every 2 steps, and 1.5 times as fast on a CPU
+    train_frequency: int = 4  # ours (README: how the defaults were chosen)
     """environment steps between two gradient steps"""
     target_network_frequency: int = 250
     """environment steps between two copies of φ into φ' (DQN-5)"""
     start_e: float = 1.0
     """ε at the start of training"""
-    end_e: float = 0.01  # seeds 110, 108, 1, 5 ended at 160, 348, 480, 481 with a floor of 0.05, at 500 with 0.01
+    end_e: float = 0.01  # ours (README: how the defaults were chosen)
     """ε after the decay (its floor)"""
-    exploration_fraction: float = 0.25  # ε reaches its floor after 20k steps
+    exploration_fraction: float = 0.25  # ours (README: how the defaults were chosen)
     """fraction of total_timesteps over which ε decays linearly from start_e to end_e"""
     per_alpha: float = 0.6
     """priority exponent α of PER-2 (0: uniform sampling, 1: fully proportional to |δ| + ε)"""
@@ -107,9 +110,9 @@ class Args:
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The Q-network, the replay buffer and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class QNetwork(nn.Module):
     """Q_φ(s, ·): one output per action."""
 
@@ -126,14 +129,17 @@ class QNetwork(nn.Module):
 
 
 class SumTree:
-    """A binary tree in one numpy array: leaf k holds the priority p_k^α of transition k, every inner node the
-    sum of its two children, so the root holds Σ_k p_k^α. Node 1 is the root, node j has children 2j and 2j+1,
-    and the leaves are nodes n_leaves … 2 n_leaves − 1. Changing a leaf or sampling one walks a single path
-    between the root and a leaf: O(log N) instead of the O(N) of a cumulative sum over the whole buffer."""
+    """A binary tree in one numpy array: leaf k holds the priority p_k^α of transition k, every
+    inner node the sum of its two children, so the root holds Σ_k p_k^α. Node 1 is the root, node j
+    has children 2j and 2j+1, and the leaves are nodes n_leaves … 2 n_leaves − 1. Changing a leaf or
+    sampling one walks a single path between the root and a leaf: O(log N) instead of the O(N) of a
+    cumulative sum over the whole buffer."""
 
     def __init__(self, capacity: int):
-        self.n_leaves = 1 << (capacity - 1).bit_length()  # a power of two: every leaf at the same depth
-        self.nodes = np.zeros(2 * self.n_leaves)  # float64, so that sums of many priorities stay accurate
+        # a power of two, so that every leaf is at the same depth
+        self.n_leaves = 1 << (capacity - 1).bit_length()
+        # float64, so that sums of many priorities stay accurate
+        self.nodes = np.zeros(2 * self.n_leaves)
 
     @property
     def total(self) -> float:
@@ -151,8 +157,9 @@ class SumTree:
             self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
 
     def set_many(self, indices: np.ndarray, values: np.ndarray):
-        """set() for a batch of leaves, one numpy operation per level. A leaf repeated in `indices` keeps one of
-        its values; a parent reached twice is recomputed twice, with the same result."""
+        """set() for a batch of leaves, one numpy operation per level. A leaf repeated in
+        `indices` keeps one of its values; a parent reached twice is recomputed twice, with the
+        same result."""
         nodes = indices + self.n_leaves
         self.nodes[nodes] = values
         while nodes[0] > 1:
@@ -160,10 +167,11 @@ class SumTree:
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
 
     def find(self, values: np.ndarray) -> np.ndarray:
-        """For each value in [0, total): the leaf k with Σ_{j<k} p_j^α <= value < Σ_{j<=k} p_j^α, i.e. where the
-        value falls when the leaves are laid end to end with widths p_k^α."""
+        """For each value in [0, total): the leaf k with Σ_{j<k} p_j^α <= value < Σ_{j<=k} p_j^α,
+        i.e. where the value falls when the leaves are laid end to end with widths p_k^α."""
         nodes = np.ones(len(values), dtype=np.int64)
-        while nodes[0] < self.n_leaves:  # descend from the root, all values at once, one level per loop
+        # descend from the root, all values at once, one level per loop
+        while nodes[0] < self.n_leaves:
             left = 2 * nodes
             left_sums = self.nodes[left]
             go_right = values >= left_sums
@@ -173,15 +181,16 @@ class SumTree:
 
 
 class PrioritizedReplayBuffer:
-    """Replay buffer B with proportional priorities, preallocated in numpy; the oldest transitions are
-    overwritten (their leaves in the sum tree too)."""
+    """Replay buffer B with proportional priorities, preallocated in numpy; the oldest transitions
+    are overwritten (their leaves in the sum tree too)."""
 
     def __init__(self, capacity: int, obs_dim: int, alpha: float, eps: float):
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)  # 1 only when the MDP ended, not on a time limit
+        # 1 only when the MDP ended; a time limit (truncation) stores 0: the target bootstraps there
+        self.terminated = np.zeros(capacity, dtype=np.float32)
         self.capacity, self.pos, self.size = capacity, 0, 0
         self.tree, self.alpha, self.eps = SumTree(capacity), alpha, eps
         self.max_priority = 1.0  # the largest p = |δ| + ε so far (before the exponent α)
@@ -190,19 +199,20 @@ class PrioritizedReplayBuffer:
         i = self.pos
         self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
         self.next_obs[i], self.terminated[i] = next_obs, terminated
-        # PER-1: a new transition gets the largest priority so far, so that it is likely replayed soon
+        # PER-1: a new transition gets the largest priority so far, so it is likely replayed soon
         self.tree.set(i, self.max_priority ** self.alpha)
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, batch_size: int, beta: float, rng: np.random.Generator, device: torch.device):
-        # PER-2: P(i) = p_i^α / Σ_k p_k^α. Stratified, as in the paper: one uniform draw in each of batch_size
-        # equal segments of [0, Σ_k p_k^α), then a walk down the sum tree to the leaf where it falls.
+        # PER-2: P(i) = p_i^α / Σ_k p_k^α. Stratified, as in the paper: one uniform draw in each of
+        # batch_size equal segments of [0, Σ_k p_k^α), then a walk down the sum tree to its leaf.
         total = self.tree.total
         values = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
-        idx = np.minimum(self.tree.find(values), self.size - 1)  # guard: round-off could reach an empty leaf
+        # the minimum guards against round-off reaching an empty leaf
+        idx = np.minimum(self.tree.find(values), self.size - 1)
         probs = self.tree.get(idx) / total
-        # PER-3: w_i = (N · P(i))^(−β), divided by the batch's largest so that weights only ever scale down
+        # PER-3: w_i = (N · P(i))^(−β), divided by the batch's largest: weights only scale down
         weights = (self.size * probs) ** -beta
         weights /= weights.max()
         batch = tuple(
@@ -222,7 +232,7 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
     return start + min(t / duration, 1.0) * (end - start)
 
 
-@torch.no_grad()
+@torch.no_grad()  # easy to overlook: no gradient flows into the target y
 def td_target(target_network, rewards, next_obs, terminated, gamma):
     """DQN-3: y = r + γ (1 − terminated) max_a' Q_φ'(s', a'); no gradient flows into y."""
     next_q = target_network(next_obs).max(dim=1).values
@@ -230,12 +240,13 @@ def td_target(target_network, rewards, next_obs, terminated, gamma):
 
 
 def update(q_network, target_network, optimizer, batch, weights, gamma: float):
-    """DQN-3 and PER-4 on one mini-batch with importance weights w_i; returns the loss, Q_φ(s, a) and the TD
-    errors δ = y − Q_φ(s, a), the new priorities' source (PER-5)."""
+    """DQN-3 and PER-4 on one mini-batch with importance weights w_i; returns the loss, Q_φ(s, a)
+    and the TD errors δ = y − Q_φ(s, a), the new priorities' source (PER-5)."""
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(target_network, rewards, next_obs, terminated, gamma)
-    # PER-4: gradient step on the squared error between Q_φ(s, a) and y, weighted by w_i. (The Nature paper
-    # clips the error's gradient at 1, the Huber loss; on CartPole-v1, whose values reach 100, DQN did better without.)
+    # PER-4: gradient step on the squared error between Q_φ(s, a) and y, weighted by w_i. The
+    # Nature paper clips the error's gradient at 1 (the Huber loss); on CartPole-v1, whose values
+    # reach 100, DQN did better without it (README: how the defaults were chosen).
     q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
     loss = (weights * F.mse_loss(q_values, y, reduction="none")).mean()
     optimizer.zero_grad()
@@ -244,9 +255,9 @@ def update(q_network, target_network, optimizer, batch, weights, gamma: float):
     return loss, q_values, (y - q_values).detach()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     check_args(args, env)
@@ -258,15 +269,16 @@ def train(args: Args) -> dict:
     q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
     target_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
     target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
     buffer = PrioritizedReplayBuffer(args.buffer_size, obs_dim, args.per_alpha, args.per_eps)
-    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))  # ε decays over these
+    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))
 
     @torch.no_grad()
     def greedy(obs) -> int:
         return int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
 
-    with Run(args, env, device, args.total_timesteps, ["td_loss", "q_mean", "epsilon", "weight_mean", "beta"]) as run:
+    with Run(args, env, device, args.total_timesteps,
+             ["td_loss", "q_mean", "epsilon", "weight_mean", "beta"]) as run:
         run.save(q_network=q_network)
         obs, _ = env.reset(seed=args.seed)
         env.action_space.seed(args.seed)
@@ -275,28 +287,33 @@ def train(args: Args) -> dict:
             epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
             action = env.action_space.sample() if rng.random() < epsilon else greedy(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so DQN-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            # Easy to get wrong: store terminated, not truncated. At a time limit, next_obs is
+            # the real last observation and DQN-3 bootstraps from it; only an MDP end stops that.
             buffer.add(obs, action, reward, next_obs, terminated)
             run.rewards(global_step, reward, terminated or truncated)
-            obs = env.reset()[0] if terminated or truncated else next_obs
+            # Easy to overlook: advance obs, or the next action is chosen for a state already left
+            if terminated or truncated:
+                obs, _ = env.reset()
+            else:
+                obs = next_obs
 
             if global_step > args.learning_starts and global_step % args.train_frequency == 0:
                 if args.anneal_lr:
                     progress = (global_step - 1) / args.total_timesteps
                     optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - progress)
-                # PER-2, PER-3: sample a mini-batch in proportion to p_i^α, with its importance weights
+                # PER-2, PER-3: a mini-batch drawn in proportion to p_i^α, with importance weights
                 beta = linear_schedule(args.per_beta_start, 1.0, args.total_timesteps, global_step)
                 *batch, weights, idx = buffer.sample(args.batch_size, beta, rng, device)
-                # DQN-3 and PER-4: targets from the target network, one weighted gradient step towards them
-                td_loss, q_values, td_errors = update(q_network, target_network, optimizer, batch, weights, args.gamma)
+                # DQN-3 and PER-4: targets from φ', one weighted gradient step towards them
+                td_loss, q_values, td_errors = update(q_network, target_network, optimizer, batch,
+                                                      weights, args.gamma)
                 # PER-5: the new TD errors become the sampled transitions' priorities
                 buffer.update_priorities(idx, td_errors.cpu().numpy())
                 if global_step % args.log_frequency == 0:
-                    run.log(global_step, td_loss.item(), q_values.mean().item(), epsilon, weights.mean().item(), beta)
+                    run.log(global_step, td_loss.item(), q_values.mean().item(), epsilon,
+                            weights.mean().item(), beta)
 
-            # DQN-5: copy φ into φ' every N steps
-            if global_step % args.target_network_frequency == 0:
+            if global_step % args.target_network_frequency == 0:  # DQN-5: copy φ into φ'
                 target_network.load_state_dict(q_network.state_dict())
         return run.evaluate(global_step, greedy)
 

@@ -1,59 +1,62 @@
 """Rainbow: DQN with six of its improvements together, each one switchable by a flag.
 
 Paper: Hessel et al., "Rainbow: Combining Improvements in Deep Reinforcement Learning", AAAI 2018
-(arXiv 1710.02298). Its parts: van Hasselt et al. (Double DQN, AAAI 2016), Wang et al. (dueling networks,
-ICML 2016), Schaul et al. (prioritized replay, ICLR 2016), Sutton 1988 (n-step returns), Bellemare, Dabney and
-Munos (C51, "A Distributional Perspective on Reinforcement Learning", ICML 2017) and Fortunato et al.
-(NoisyNet, "Noisy Networks for Exploration", ICLR 2018). Lecture 7, "Deep Q-Network (DQN)", "Rainbow" and
-"Performance of Rainbow".
+(arXiv 1710.02298). Its parts: van Hasselt et al. (Double DQN, AAAI 2016), Wang et al. (dueling
+networks, ICML 2016), Schaul et al. (prioritized replay, ICLR 2016), Sutton 1988 (n-step returns),
+Bellemare, Dabney and Munos (C51, "A Distributional Perspective on Reinforcement Learning", ICML
+2017) and Fortunato et al. (NoisyNet, "Noisy Networks for Exploration", ICLR 2018). Lecture 7,
+"Deep Q-Network (DQN)", "Rainbow" and "Performance of Rainbow".
 
 DQN's steps, as labelled in the code below:
   DQN-1  act on Q_φ and store the transition in the replay buffer B
   DQN-2  sample a mini-batch from B
-  DQN-3  targets from the target network φ', with no gradient through them: the regression chases a target
-         that holds still between two copies
+  DQN-3  targets from the target network φ', with no gradient through them: the regression chases
+         a target that holds still between two copies
   DQN-4  one gradient step on the loss between Q_φ(s, a) and the targets
   DQN-5  copy φ into φ' every `target_network_frequency` steps
 Rainbow's six parts, each changing one or two of those steps:
-  RAINBOW-1  double targets (DQN-3): the online network chooses a* = argmax_a' Q_φ(s', a') and the target
-             network evaluates it, which removes most of the over-estimation of DQN's max
-  RAINBOW-2  dueling head: Q_φ(s, a) = V(s) + A(s, a) − mean_a' A(s, a') (with C51: per atom, on the logits),
-             so that V learns from every transition of s whatever its action
-  RAINBOW-3  proportional prioritized replay (DQN-2, DQN-4): sample i with P(i) = p_i^α / Σ_k p_k^α from a sum
-             tree, new transitions at the largest priority so far, importance weights w_i = (N P(i))^(−β) / max_j w_j
-             in the loss with β annealed from `per_beta_start` to 1, and each sampled transition's loss as its
-             new priority
-  RAINBOW-4  n-step returns (DQN-1, DQN-3): store (s_t, a_t, R = Σ_{j<k} γ^j r_{t+j}, s_{t+k}) with k = n, or
-             fewer steps at an episode's end, and bootstrap with γ^k, so that a reward reaches the values n
-             steps back in one update
-  RAINBOW-5  C51 (DQN-3, DQN-4): the network gives, per action, a distribution p_i(s, a) over `num_atoms`
-             returns z_i evenly spaced in [v_min, v_max] (Q = Σ_i z_i p_i), the target distribution is the
-             target network's shifted by R + γ^k (1 − terminated) z_i and projected back onto the z_i, and the
-             loss is the cross-entropy between the two
+  RAINBOW-1  double targets (DQN-3): the online network chooses a* = argmax_a' Q_φ(s', a') and the
+             target network evaluates it, which removes most of the over-estimation of DQN's max
+  RAINBOW-2  dueling head: Q_φ(s, a) = V(s) + A(s, a) − mean_a' A(s, a') (with C51: per atom, on
+             the logits), so that V learns from every transition of s whatever its action
+  RAINBOW-3  proportional prioritized replay (DQN-2, DQN-4): sample i with P(i) = p_i^α / Σ_k p_k^α
+             from a sum tree, new transitions at the largest priority so far, importance weights
+             w_i = (N P(i))^(−β) / max_j w_j in the loss with β annealed from `per_beta_start` to 1,
+             and each sampled transition's loss as its new priority
+  RAINBOW-4  n-step returns (DQN-1, DQN-3): store (s_t, a_t, R = Σ_{j<k} γ^j r_{t+j}, s_{t+k}) with
+             k = n, or fewer steps at an episode's end, and bootstrap with γ^k, so that a reward
+             reaches the values n steps back in one update
+  RAINBOW-5  C51 (DQN-3, DQN-4): the network gives, per action, a distribution p_i(s, a) over
+             `num_atoms` returns z_i evenly spaced in [v_min, v_max] (Q = Σ_i z_i p_i), the target
+             distribution is the target network's shifted by R + γ^k (1 − terminated) z_i and
+             projected back onto the z_i, and the loss is the cross-entropy between the two
   RAINBOW-6  NoisyNet (DQN-1): every linear layer is y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b with
-             factorized Gaussian noise drawn anew at every step, so the agent explores by acting greedily on
-             a noisy Q_φ instead of ε-greedily, and the learnt σ decides how much
+             factorized Gaussian noise drawn anew at every step, so the agent explores by acting
+             greedily on a noisy Q_φ instead of ε-greedily, and the learnt σ decides how much
 
 Ablations, as in the paper's Figure 3 (each flag removes one part from the full agent):
   flag                  part off     what runs instead
   --no-double           RAINBOW-1    a* = argmax_a' Q_φ'(s', a') of the target network (DQN's max)
-  --no-dueling          RAINBOW-2    one head of Q-values (of logits with C51) after the hidden layers
-  --no-per              RAINBOW-3    uniform replay: α = 0 makes every p^α = 1, so P(i) = 1/N and w_i = 1
+  --no-dueling          RAINBOW-2    one head of Q-values (logits with C51) after the hidden layers
+  --no-per              RAINBOW-3    uniform replay: α = 0 makes every p^α = 1: P(i) = 1/N, w_i = 1
   --n-step 1            RAINBOW-4    one-step targets r + γ (1 − terminated) ...
-  --no-distributional   RAINBOW-5    a scalar Q per action, target y = R + γ^k (1 − terminated) Q_φ'(s', a*),
-                                     squared error and priorities |y − Q_φ(s, a)| (num_atoms, v_min, v_max unused)
-  --no-noisy            RAINBOW-6    plain linear layers and DQN's ε-greedy schedule (start_e, end_e, ...)
-All flags off (`--no-double --no-dueling --no-per --n-step 1 --no-distributional --no-noisy`) is DQN, with its
-squared error and its learning rate decayed to 0, up to the stratified uniform sampling of the sum tree:
-everything but the six parts is DQN's, and the lines of each part carry its label RAINBOW-k. The loss of C51
-is the cross-entropy −Σ_i m_i log p_i(s, a), also the priority; the paper's KL divergence is the cross-entropy
-less the entropy of m: the same gradient, but its priorities leave out that entropy. metrics.csv logs q_mean,
-the mean Q_φ(s, a) of the batches, their mean importance weight and β.
+  --no-distributional   RAINBOW-5    a scalar Q per action, target y = R + γ^k (1 − terminated)
+                                     Q_φ'(s', a*), squared error and priorities |y − Q_φ(s, a)|
+                                     (num_atoms, v_min, v_max unused)
+  --no-noisy            RAINBOW-6    plain layers and DQN's ε-greedy schedule (start_e, end_e, ...)
+All flags off (`--no-double --no-dueling --no-per --n-step 1 --no-distributional --no-noisy`) is
+DQN, with its squared error and its learning rate decayed to 0, up to the stratified uniform
+sampling of the sum tree: everything but the six parts is DQN's, and the lines of each part carry
+its label RAINBOW-k. The loss of C51 is the cross-entropy −Σ_i m_i log p_i(s, a), also the
+priority; the paper's KL divergence is the cross-entropy less the entropy of m: the same gradient,
+but its priorities leave out that entropy. metrics.csv logs q_mean, the mean Q_φ(s, a) of the
+batches, their mean importance weight and β.
 
-Reading order: the per-env defaults and the settings (Args), the noisy layer and the network, the n-step window,
-the sum tree and the prioritized buffer, the targets (double, n-step, the C51 projection) and the update, then
-train(), the loop that calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder,
-logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the per-env defaults and the settings (Args), the noisy layer and the network, the
+n-step window, the sum tree and the prioritized buffer, the targets (double, n-step, the C51
+projection) and the update, then train(), the loop that calls them step by step. Everything under
+"Bookkeeping" at the bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a
+first reading.
 
 Run:
   python rainbow.py                          # CartPole-v1, 100k steps, all six parts
@@ -81,16 +84,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-# Settings whose good value depends on the env. A setting left at None on the command line takes its value
-# from this table (other Discrete envs: from CartPole-v1's row, see TUNED_ON, whose support [0, 100] suits
-# positive rewards only: give such envs --v-min and --v-max); the resolved values are printed at the start and
-# written to args.json. Not tuned: the support brackets every discounted return the env can give at γ = 0.99.
+# Settings whose good value depends on the env. A setting left at None on the command line takes
+# its value from this table (other Discrete envs: from CartPole-v1's row, see TUNED_ON, whose
+# support [0, 100] suits positive rewards only: give such envs --v-min and --v-max); the resolved
+# values are printed at the start and written to args.json. Not tuned: the support brackets every
+# discounted return the env can give at γ = 0.99.
 ENV_DEFAULTS = {
-    # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100]; 100k steps: seeds 1 and 2 first
-    # reached a training average of 475 after 66k and 63k steps, beyond the 50k that first stood here
+    # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100];
+    # total_timesteps: ours (README: how the defaults were chosen)
     "CartPole-v1": dict(total_timesteps=100_000, v_min=0.0, v_max=100.0),
-    # −1 a step until the goal: returns lie in [−1 / (1 − γ), 0] = [−100, 0]; the RL Baselines3 Zoo's budget
-    # for its DQN-family agents on Acrobot-v1 (100k steps)
+    # −1 a step until the goal: returns lie in [−1 / (1 − γ), 0] = [−100, 0];
+    # total_timesteps: RL Zoo (its budget for DQN on Acrobot-v1)
     "Acrobot-v1": dict(total_timesteps=100_000, v_min=-100.0, v_max=0.0),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1"}
@@ -121,19 +125,19 @@ class Args:
 
     learning_rate: float = 1e-3
     """Adam step size α (decays linearly to 0 when anneal_lr)"""
-    anneal_lr: bool = True  # DQN's on CartPole-v1 (the last network is the one evaluated); untested with the six parts
-    """decay the learning rate linearly to 0 over training"""
+    anneal_lr: bool = True  # ours, from dqn.py (README: how the defaults were chosen)
+    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles"""
     buffer_size: int = 50_000
     """capacity of the replay buffer B"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 256  # a CPU takes about as long for 256 transitions as for 64: fewer, larger steps
+    batch_size: int = 256  # ours (README: how the defaults were chosen)
     """transitions per mini-batch (DQN-2)"""
     hidden_size: int = 128
     """units in each of the two hidden layers"""
     learning_starts: int = 1_000
-    """environment steps before learning starts (acting on the noisy network, or ε-greedily with --no-noisy)"""
-    train_frequency: int = 4  # with batch 256: as stable as 64 every 2 steps, and 1.5 times as fast on a CPU
+    """environment steps before learning starts (on the noisy Q_φ, or ε-greedy with --no-noisy)"""
+    train_frequency: int = 4  # ours (README: how the defaults were chosen)
     """environment steps between two gradient steps"""
     target_network_frequency: int = 250
     """environment steps between two copies of φ into φ' (DQN-5)"""
@@ -142,43 +146,44 @@ class Args:
     end_e: float = 0.05
     """ε after the decay (its floor) (--no-noisy only)"""
     exploration_fraction: float = 0.2
-    """fraction of total_timesteps over which ε decays linearly from start_e to end_e (--no-noisy only)"""
+    """fraction of total_timesteps for ε's linear decay from start_e to end_e (--no-noisy only)"""
     log_frequency: int = 500
     """environment steps between two rows of metrics.csv"""
 
-    # Rainbow's parts. The values are the paper's (its Table 1) but per_eps (not in it) and v_min, v_max (per env);
-    # the settings above are DQN's for CartPole-v1, not the paper's for Atari (e.g. Adam at 6.25e-5). Not tuned.
+    # Rainbow's parts. The values are the paper's (its Table 1) but per_eps (not in it) and v_min,
+    # v_max (per env); the settings above are DQN's for CartPole-v1, not the paper's for Atari
+    # (e.g. Adam at 6.25e-5). Not tuned.
     double: bool = True
-    """RAINBOW-1: the online network chooses a*, the target network evaluates it (--no-double: DQN's max)"""
+    """RAINBOW-1: Q_φ chooses a*, the target network Q_φ' evaluates it (--no-double: DQN's max)"""
     dueling: bool = True
     """RAINBOW-2: a dueling head V(s) + A(s, a) − mean_a' A(s, a')"""
     per: bool = True
     """RAINBOW-3: proportional prioritized replay (--no-per: uniform replay)"""
     per_alpha: float = 0.5
-    """priority exponent α of RAINBOW-3 (0: uniform sampling, 1: fully proportional to the priority)"""
+    """priority exponent α of RAINBOW-3 (0: uniform sampling, 1: proportional to the priority)"""
     per_beta_start: float = 0.4
-    """importance-weight exponent β at the start; it grows linearly to 1 over training (RAINBOW-3)"""
+    """importance-weight exponent β at the start; it grows linearly to 1 by the end (RAINBOW-3)"""
     per_eps: float = 1e-6
-    """ε added to each priority, so that no transition gets priority 0 and is never replayed again"""
+    """ε added to each priority, so no transition gets priority 0 and is never replayed again"""
     n_step: int = 3
     """RAINBOW-4: steps n of the n-step returns (1: one-step targets)"""
     distributional: bool = True
-    """RAINBOW-5: C51's distribution over returns (--no-distributional: a scalar Q and the squared error)"""
+    """RAINBOW-5: C51's distribution over returns (--no-distributional: scalar Q, squared error)"""
     num_atoms: int = 51
     """atoms z_i of C51's support (RAINBOW-5)"""
     v_min: float = None
-    """lowest atom of the support, at most the lowest discounted return (per-env default: ENV_DEFAULTS)"""
+    """lowest atom, at most the lowest discounted return (per-env default: ENV_DEFAULTS)"""
     v_max: float = None
-    """highest atom of the support, at least the highest discounted return (per-env default: ENV_DEFAULTS)"""
+    """highest atom, at least the highest discounted return (per-env default: ENV_DEFAULTS)"""
     noisy: bool = True
-    """RAINBOW-6: NoisyNet linear layers explore instead of ε-greedy (--no-noisy: plain layers and ε-greedy)"""
+    """RAINBOW-6: NoisyNet layers explore (--no-noisy: plain layers and ε-greedy actions)"""
     noisy_sigma0: float = 0.5
     """σ0 of the noisy layers: σ starts at σ0 / √(inputs of the layer) (RAINBOW-6)"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The Q-network, the replay buffer and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def factorized_noise(size: int, device) -> torch.Tensor:
     """f(x) = sign(x) √|x| of standard Gaussian draws x."""
     x = torch.randn(size, device=device)
@@ -186,14 +191,16 @@ def factorized_noise(size: int, device) -> torch.Tensor:
 
 
 class NoisyLinear(nn.Module):
-    """RAINBOW-6: a linear layer y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b with factorized Gaussian noise:
-    ε_w = f(ε_out) f(ε_in)ᵀ (an outer product) and ε_b = f(ε_out), from in + out draws instead of in × out.
-    In eval mode (module.eval()) it is the mean layer y = μ_w x + μ_b: no noise."""
+    """RAINBOW-6: a linear layer y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b with factorized Gaussian
+    noise: ε_w = f(ε_out) f(ε_in)ᵀ (an outer product) and ε_b = f(ε_out), from in + out draws
+    instead of in × out. In eval mode (module.eval()) it is the noise-free mean layer
+    y = μ_w x + μ_b."""
 
     def __init__(self, in_features: int, out_features: int, sigma0: float):
         super().__init__()
         bound = in_features ** -0.5  # Fortunato et al. 3.2: μ ~ U[−1/√p, 1/√p], σ = σ0/√p, p inputs
-        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_mu = nn.Parameter(
+            torch.empty(out_features, in_features).uniform_(-bound, bound))
         self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
         self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
         self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
@@ -209,18 +216,20 @@ class NoisyLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # RAINBOW-6: the evaluation uses the means only
             return F.linear(x, self.weight_mu, self.bias_mu)
-        weight_epsilon = torch.outer(self.epsilon_out, self.epsilon_in)  # RAINBOW-6: ε_w = f(ε_out) f(ε_in)ᵀ
+        # RAINBOW-6: ε_w = f(ε_out) f(ε_in)ᵀ
+        weight_epsilon = torch.outer(self.epsilon_out, self.epsilon_in)
         return F.linear(x, self.weight_mu + self.weight_sigma * weight_epsilon,
                         self.bias_mu + self.bias_sigma * self.epsilon_out)
 
 
 class QNetwork(nn.Module):
-    """Q_φ(s, ·): one output per action, or with C51 (`support` given) num_atoms logits per action whose softmax is
-    a distribution over the atoms z_i of the support. A dueling head (RAINBOW-2) and noisy layers (RAINBOW-6) are
-    switches; all off, it is DQN's network."""
+    """Q_φ(s, ·): one output per action, or with C51 (`support` given) num_atoms logits per action
+    whose softmax is a distribution over the atoms z_i of the support. A dueling head (RAINBOW-2)
+    and noisy layers (RAINBOW-6) are switches; all off, it is DQN's network."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int, support: torch.Tensor = None,
-                 dueling: bool = False, noisy: bool = False, sigma0: float = 0.5):
+    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int, *,
+                 support: torch.Tensor = None, dueling: bool = False, noisy: bool = False,
+                 sigma0: float = 0.5):
         super().__init__()
         # RAINBOW-6: every linear layer noisy
         linear = (lambda n_in, n_out: NoisyLinear(n_in, n_out, sigma0)) if noisy else nn.Linear
@@ -230,24 +239,26 @@ class QNetwork(nn.Module):
             linear(obs_dim, hidden_size), nn.ReLU(),
             linear(hidden_size, hidden_size), nn.ReLU(),
         )
-        self.advantage = linear(hidden_size, n_actions * self.num_atoms)  # without dueling: the Q-values' head
+        # without dueling, the only head: the Q-values (their logits with C51)
+        self.advantage = linear(hidden_size, n_actions * self.num_atoms)
         self.value = linear(hidden_size, self.num_atoms) if dueling else None
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """Shape (batch, n_actions, num_atoms); num_atoms is 1 without C51 and the logits are then Q itself."""
+        """Shape (batch, n_actions, num_atoms); without C51 num_atoms is 1 and the logits are Q."""
         features = self.net(obs)
         advantage = self.advantage(features).view(-1, self.n_actions, self.num_atoms)
         if self.value is None:
             return advantage
         value = self.value(features).view(-1, 1, self.num_atoms)
-        # RAINBOW-2: Q = V + A − mean_a A (per atom); the mean removes the constant that V and A could trade
+        # RAINBOW-2: Q = V + A − mean_a A per atom; the mean fixes the constant V and A could trade
         return value + advantage - advantage.mean(dim=1, keepdim=True)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         logits = self.logits(obs)
         if self.support is None:
             return logits.squeeze(-1)
-        return (logits.softmax(dim=-1) * self.support).sum(-1)  # RAINBOW-5: Q(s, a) = Σ_i z_i p_i(s, a)
+        # RAINBOW-5: Q(s, a) = Σ_i z_i p_i(s, a)
+        return (logits.softmax(dim=-1) * self.support).sum(-1)
 
     def reset_noise(self):
         """RAINBOW-6: new noise in every noisy layer (nothing to do without them)."""
@@ -258,42 +269,49 @@ class QNetwork(nn.Module):
 
 def make_q_network(args: Args, obs_dim: int, n_actions: int) -> QNetwork:
     """The QNetwork with the parts args switches on."""
-    support = torch.linspace(args.v_min, args.v_max, args.num_atoms) if args.distributional else None
-    return QNetwork(obs_dim, n_actions, args.hidden_size, support, args.dueling, args.noisy, args.noisy_sigma0)
+    support = (torch.linspace(args.v_min, args.v_max, args.num_atoms) if args.distributional
+               else None)
+    return QNetwork(obs_dim, n_actions, args.hidden_size, support=support, dueling=args.dueling,
+                    noisy=args.noisy, sigma0=args.noisy_sigma0)
 
 
 class NStepWindow:
-    """RAINBOW-4: turns the steps of an episode into n-step transitions (s_t, a_t, R, s_{t+k}, terminated, k) with
-    R = Σ_{j<k} γ^j r_{t+j}: k = n steps, or fewer at the episode's end, where the window is emptied, so that no
-    transition is lost or reaches into the next episode. At a termination R is the whole rest of the episode
-    (no bootstrap: terminated is stored); at a time limit s_{t+k} is the real last observation, to bootstrap
-    from with γ^k."""
+    """RAINBOW-4: turns the steps of an episode into n-step transitions
+    (s_t, a_t, R, s_{t+k}, terminated, k) with R = Σ_{j<k} γ^j r_{t+j}: k = n steps, or fewer at the
+    episode's end, where the window is emptied, so that no transition is lost or reaches into the
+    next episode. At a termination R is the whole rest of the episode (no bootstrap: terminated is
+    stored); at a time limit s_{t+k} is the real last observation, to bootstrap from with γ^k."""
 
     def __init__(self, n: int, gamma: float):
         self.n, self.gamma, self.window = n, gamma, deque()
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> list:
-        """Add one step; return the transitions it completes: the oldest step's once the window holds n steps,
-        and every step's at the end of an episode."""
+        """Add one step; return the transitions it completes: the oldest step's once the window
+        holds n steps, and every step's at the end of an episode."""
         self.window.append((obs, action, reward))
         completed = []
         while len(self.window) == self.n or (self.window and (terminated or truncated)):
             steps = len(self.window)
             n_step_return = sum(self.gamma ** j * r for j, (_, _, r) in enumerate(self.window))
             first_obs, first_action, _ = self.window.popleft()
+            # Easy to get wrong: store terminated, not truncated. At a time limit, next_obs is the
+            # real last observation and DQN-3 bootstraps from it; only an MDP end stops that.
             completed.append((first_obs, first_action, n_step_return, next_obs, terminated, steps))
         return completed
 
 
 class SumTree:
-    """A binary tree in one numpy array: leaf k holds the priority p_k^α of transition k, every inner node the
-    sum of its two children, so the root holds Σ_k p_k^α. Node 1 is the root, node j has children 2j and 2j+1,
-    and the leaves are nodes n_leaves … 2 n_leaves − 1. Changing a leaf or sampling one walks a single path
-    between the root and a leaf: O(log N) instead of the O(N) of a cumulative sum over the whole buffer."""
+    """A binary tree in one numpy array: leaf k holds the priority p_k^α of transition k, every
+    inner node the sum of its two children, so the root holds Σ_k p_k^α. Node 1 is the root, node j
+    has children 2j and 2j+1, and the leaves are nodes n_leaves … 2 n_leaves − 1. Changing a leaf or
+    sampling one walks a single path between the root and a leaf: O(log N) instead of the O(N) of a
+    cumulative sum over the whole buffer."""
 
     def __init__(self, capacity: int):
-        self.n_leaves = 1 << (capacity - 1).bit_length()  # a power of two: every leaf at the same depth
-        self.nodes = np.zeros(2 * self.n_leaves)  # float64, so that sums of many priorities stay accurate
+        # a power of two, so that every leaf is at the same depth
+        self.n_leaves = 1 << (capacity - 1).bit_length()
+        # float64, so that sums of many priorities stay accurate
+        self.nodes = np.zeros(2 * self.n_leaves)
 
     @property
     def total(self) -> float:
@@ -311,8 +329,9 @@ class SumTree:
             self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
 
     def set_many(self, indices: np.ndarray, values: np.ndarray):
-        """set() for a batch of leaves, one numpy operation per level. A leaf repeated in `indices` keeps one of
-        its values; a parent reached twice is recomputed twice, with the same result."""
+        """set() for a batch of leaves, one numpy operation per level. A leaf repeated in
+        `indices` keeps one of its values; a parent reached twice is recomputed twice, with the
+        same result."""
         nodes = indices + self.n_leaves
         self.nodes[nodes] = values
         while nodes[0] > 1:
@@ -320,10 +339,11 @@ class SumTree:
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
 
     def find(self, values: np.ndarray) -> np.ndarray:
-        """For each value in [0, total): the leaf k with Σ_{j<k} p_j^α <= value < Σ_{j<=k} p_j^α, i.e. where the
-        value falls when the leaves are laid end to end with widths p_k^α."""
+        """For each value in [0, total): the leaf k with Σ_{j<k} p_j^α <= value < Σ_{j<=k} p_j^α,
+        i.e. where the value falls when the leaves are laid end to end with widths p_k^α."""
         nodes = np.ones(len(values), dtype=np.int64)
-        while nodes[0] < self.n_leaves:  # descend from the root, all values at once, one level per loop
+        # descend from the root, all values at once, one level per loop
+        while nodes[0] < self.n_leaves:
             left = 2 * nodes
             left_sums = self.nodes[left]
             go_right = values >= left_sums
@@ -333,16 +353,19 @@ class SumTree:
 
 
 class PrioritizedReplayBuffer:
-    """Replay buffer B with proportional priorities (RAINBOW-3), preallocated in numpy; the oldest transitions are
-    overwritten (their leaves in the sum tree too). A transition is n-step (RAINBOW-4): it keeps k, its steps."""
+    """Replay buffer B with proportional priorities (RAINBOW-3), preallocated in numpy; the oldest
+    transitions are overwritten (their leaves in the sum tree too). A transition is n-step
+    (RAINBOW-4): it keeps k, its steps."""
 
     def __init__(self, capacity: int, obs_dim: int, alpha: float, eps: float):
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)  # RAINBOW-4: the n-step return R
-        self.terminated = np.zeros(capacity, dtype=np.float32)  # 1 only when the MDP ended, not on a time limit
-        self.steps = np.zeros(capacity, dtype=np.float32)  # RAINBOW-4: k, the steps from obs to next_obs
+        # 1 only when the MDP ended; a time limit (truncation) stores 0: the target bootstraps there
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        # RAINBOW-4: k, the steps from obs to next_obs
+        self.steps = np.zeros(capacity, dtype=np.float32)
         self.capacity, self.pos, self.size = capacity, 0, 0
         self.tree, self.alpha, self.eps = SumTree(capacity), alpha, eps
         self.max_priority = 1.0  # the largest priority so far (before the exponent α)
@@ -351,29 +374,32 @@ class PrioritizedReplayBuffer:
         i = self.pos
         self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
         self.next_obs[i], self.terminated[i], self.steps[i] = next_obs, terminated, steps
-        # RAINBOW-3: a new transition gets the largest priority so far, so that it is likely replayed soon
+        # RAINBOW-3: a new transition gets the largest priority so far: likely replayed soon
         self.tree.set(i, self.max_priority ** self.alpha)
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, batch_size: int, beta: float, rng: np.random.Generator, device: torch.device):
-        # RAINBOW-3: P(i) = p_i^α / Σ_k p_k^α. Stratified, as in the PER paper: one uniform draw in each of
-        # batch_size equal segments of [0, Σ_k p_k^α), then a walk down the sum tree to the leaf where it falls.
+        # RAINBOW-3: P(i) = p_i^α / Σ_k p_k^α. Stratified, as in the PER paper: one uniform draw
+        # in each of batch_size equal segments of [0, Σ_k p_k^α), then a walk down the sum tree to
+        # its leaf.
         total = self.tree.total
         values = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
-        idx = np.minimum(self.tree.find(values), self.size - 1)  # guard: round-off could reach an empty leaf
+        # the minimum guards against round-off reaching an empty leaf
+        idx = np.minimum(self.tree.find(values), self.size - 1)
         probs = self.tree.get(idx) / total
-        # RAINBOW-3: w_i = (N · P(i))^(−β), divided by the batch's largest so that weights only ever scale down
+        # RAINBOW-3: w_i = (N · P(i))^(−β), divided by the batch's largest: weights only scale down
         weights = (self.size * probs) ** -beta
         weights /= weights.max()
         batch = tuple(
             torch.as_tensor(a[idx], device=device)
-            for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminated, self.steps)
+            for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminated,
+                      self.steps)
         )
         return batch + (torch.as_tensor(weights, dtype=torch.float32, device=device), idx)
 
     def update_priorities(self, idx: np.ndarray, losses: np.ndarray):
-        # RAINBOW-3: p_i = loss_i + ε (a transition drawn twice in the batch keeps one of its two values)
+        # RAINBOW-3: p_i = loss_i + ε (a transition drawn twice keeps one of its two values)
         priorities = np.abs(losses).astype(np.float64) + self.eps
         self.max_priority = max(self.max_priority, float(priorities.max()))
         self.tree.set_many(idx, priorities ** self.alpha)
@@ -384,60 +410,71 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
 
 
 @torch.no_grad()
-def next_actions(q_network, target_network, next_obs, double: bool):
-    """RAINBOW-1: a* = argmax_a' Q_φ(s', a'), chosen by the online network for the target network to evaluate;
-    with --no-double the target network chooses too, which is DQN's max_a' Q_φ'(s', a')."""
+def next_actions(q_network, target_network, next_obs, *, double: bool):
+    """RAINBOW-1: a* = argmax_a' Q_φ(s', a'), chosen by the online network for the target network
+    to evaluate; with --no-double the target network chooses too: DQN's max_a' Q_φ'(s', a')."""
     chooser = q_network if double else target_network
     return chooser(next_obs).argmax(dim=1)
 
 
-@torch.no_grad()
-def td_target(q_network, target_network, rewards, next_obs, terminated, discounts, double: bool):
-    """DQN-3 (--no-distributional): y = R + γ^k (1 − terminated) Q_φ'(s', a*); no gradient flows into y."""
-    chosen = next_actions(q_network, target_network, next_obs, double).unsqueeze(1)
-    next_q = target_network(next_obs).gather(1, chosen).squeeze(1)  # RAINBOW-1: the target network evaluates a*
-    return rewards + discounts * (1.0 - terminated) * next_q  # RAINBOW-4: R and γ^k of the n-step transition
+@torch.no_grad()  # easy to overlook: no gradient flows into the target y
+def td_target(q_network, target_network, rewards, next_obs, terminated, discounts, *,
+              double: bool):
+    """DQN-3 without C51: y = R + γ^k (1 − terminated) Q_φ'(s', a*); no gradient flows into y."""
+    chosen = next_actions(q_network, target_network, next_obs, double=double).unsqueeze(1)
+    next_q = target_network(next_obs).gather(1, chosen).squeeze(1)  # RAINBOW-1: Q_φ' evaluates a*
+    # RAINBOW-4: R and γ^k of the n-step transition
+    return rewards + discounts * (1.0 - terminated) * next_q
 
 
 def project_distribution(support, next_probs, rewards, terminated, discounts):
-    """RAINBOW-5: C51's projection. Atom z_j with probability p_j moves to T z_j = R + γ^k (1 − terminated) z_j,
-    clipped to [v_min, v_max]; its probability is then split between the two atoms around it, z_l and z_u with
-    l = ⌊b⌋, u = ⌈b⌉, b = (T z_j − v_min) / Δz: m_l += p_j (u − b), m_u += p_j (b − l) (all of p_j to z_l
-    when b falls on an atom, l = u). Returns m, shape (batch, num_atoms)."""
+    """RAINBOW-5: C51's projection. Atom z_j with probability p_j moves to
+    T z_j = R + γ^k (1 − terminated) z_j, clipped to [v_min, v_max]; its probability is then split
+    between the two atoms around it, z_l and z_u with l = ⌊b⌋, u = ⌈b⌉, b = (T z_j − v_min) / Δz:
+    m_l += p_j (u − b), m_u += p_j (b − l) (all of p_j to z_l when b falls on an atom, l = u).
+    Returns m, shape (batch, num_atoms)."""
     v_min, v_max, num_atoms = support[0].item(), support[-1].item(), len(support)
     delta_z = (v_max - v_min) / (num_atoms - 1)
-    shifted = rewards.unsqueeze(1) + (discounts * (1.0 - terminated)).unsqueeze(1) * support  # T z_j
-    b = ((shifted.clamp(v_min, v_max) - v_min) / delta_z).clamp(0, num_atoms - 1)  # clamp: round-off at the ends
+    # T z_j, one row per transition
+    shifted = rewards.unsqueeze(1) + (discounts * (1.0 - terminated)).unsqueeze(1) * support
+    # the second clamp guards against round-off at the ends
+    b = ((shifted.clamp(v_min, v_max) - v_min) / delta_z).clamp(0, num_atoms - 1)
     lower, upper = b.floor().long(), b.ceil().long()
-    lower_share = torch.where(lower == upper, 1.0, upper - b)  # l = u: b is an atom, which gets it all
+    # l = u: b is an atom, which gets all of p_j
+    lower_share = torch.where(lower == upper, 1.0, upper - b)
     m = torch.zeros_like(next_probs)
     m.scatter_add_(1, lower, next_probs * lower_share)
     m.scatter_add_(1, upper, next_probs * (b - lower))  # b − l is 0 when l = u
     return m
 
 
-@torch.no_grad()
-def target_distribution(q_network, target_network, rewards, next_obs, terminated, discounts, double: bool):
-    """DQN-3 with C51: the target network's distribution at (s', a*), moved by the n-step return and projected
-    onto the support (RAINBOW-5); no gradient flows into it."""
-    chosen = next_actions(q_network, target_network, next_obs, double)
-    next_probs = target_network.logits(next_obs).softmax(dim=-1)[torch.arange(len(chosen)), chosen]  # RAINBOW-1
+@torch.no_grad()  # easy to overlook: no gradient flows into the target distribution
+def target_distribution(q_network, target_network, rewards, next_obs, terminated, discounts, *,
+                        double: bool):
+    """DQN-3 with C51: the target network's distribution at (s', a*), moved by the n-step return
+    and projected onto the support (RAINBOW-5); no gradient flows into it."""
+    chosen = next_actions(q_network, target_network, next_obs, double=double)
+    # RAINBOW-1: the target network's distribution at the online network's choice a*
+    next_probs = target_network.logits(next_obs).softmax(dim=-1)[torch.arange(len(chosen)), chosen]
     return project_distribution(target_network.support, next_probs, rewards, terminated, discounts)
 
 
-def update(q_network, target_network, optimizer, batch, weights, gamma: float, double: bool):
-    """DQN-3 and DQN-4 on one mini-batch with importance weights w_i (RAINBOW-3); returns the loss, Q_φ(s, a) and
-    the new priorities: each transition's cross-entropy with C51, |y − Q_φ(s, a)| without."""
+def update(q_network, target_network, optimizer, batch, weights, gamma: float, *, double: bool):
+    """DQN-3 and DQN-4 on one mini-batch with importance weights w_i (RAINBOW-3); returns the loss,
+    Q_φ(s, a) and the new priorities: each transition's cross-entropy (C51) or |y − Q_φ(s, a)|."""
     obs, actions, rewards, next_obs, terminated, steps = batch
     discounts = gamma ** steps  # RAINBOW-4: γ^k, k the steps of each n-step transition
     if q_network.support is None:  # --no-distributional: DQN's scalar target and squared error
-        y = td_target(q_network, target_network, rewards, next_obs, terminated, discounts, double)
-        # the squared error between Q_φ(s, a) and y. (The Nature paper clips the error's gradient at 1, the Huber
-        # loss; on CartPole-v1, whose values reach 100, DQN solved more seeds with the squared error.)
+        y = td_target(q_network, target_network, rewards, next_obs, terminated, discounts,
+                      double=double)
+        # the squared error between Q_φ(s, a) and y. The Nature paper clips the error's gradient
+        # at 1 (the Huber loss); on CartPole-v1, whose values reach 100, DQN solved more seeds
+        # with the squared error (README: how the defaults were chosen).
         q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         losses, priorities = F.mse_loss(q_values, y, reduction="none"), (y - q_values).abs()
     else:
-        m = target_distribution(q_network, target_network, rewards, next_obs, terminated, discounts, double)
+        m = target_distribution(q_network, target_network, rewards, next_obs, terminated, discounts,
+                                double=double)
         # RAINBOW-5: cross-entropy −Σ_i m_i log p_i(s, a) between the projected target and Z_φ(s, a)
         log_probs = q_network.logits(obs)[torch.arange(len(actions)), actions].log_softmax(dim=-1)
         losses = -(m * log_probs).sum(-1)
@@ -450,9 +487,9 @@ def update(q_network, target_network, optimizer, batch, weights, gamma: float, d
     return loss, q_values.detach(), priorities.detach()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     args = with_env_defaults(args, env)
@@ -465,52 +502,56 @@ def train(args: Args) -> dict:
     q_network = make_q_network(args, obs_dim, n_actions).to(device)
     target_network = make_q_network(args, obs_dim, n_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
-    # RAINBOW-3: prioritized replay; --no-per makes it uniform (α = 0: every p^α = 1, every weight 1)
-    buffer = PrioritizedReplayBuffer(args.buffer_size, obs_dim, args.per_alpha if args.per else 0.0, args.per_eps)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
+    alpha = args.per_alpha if args.per else 0.0  # RAINBOW-3; --no-per: α = 0, uniform replay
+    buffer = PrioritizedReplayBuffer(args.buffer_size, obs_dim, alpha, args.per_eps)
     n_step = NStepWindow(args.n_step, args.gamma)  # RAINBOW-4
-    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))  # ε decays over these
+    exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))
 
     @torch.no_grad()
     def greedy(obs) -> int:
         return int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
 
-    with Run(args, env, device, args.total_timesteps, ["td_loss", "q_mean", "epsilon", "weight_mean", "beta"]) as run:
+    with Run(args, env, device, args.total_timesteps,
+             ["td_loss", "q_mean", "epsilon", "weight_mean", "beta"]) as run:
         run.save(q_network=q_network)
         obs, _ = env.reset(seed=args.seed)
         env.action_space.seed(args.seed)
         for global_step in range(1, args.total_timesteps + 1):
-            # RAINBOW-6: new noise in both networks at every step (nothing to do with --no-noisy)
-            q_network.reset_noise()
+            q_network.reset_noise()  # RAINBOW-6: new noise in both networks at every step
             target_network.reset_noise()
             # DQN-1: greedy action on the noisy Q_φ (RAINBOW-6: ε = 0), or ε-greedy with --no-noisy
-            epsilon = 0.0 if args.noisy else linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
+            epsilon = 0.0 if args.noisy else linear_schedule(args.start_e, args.end_e,
+                                                             exploration_steps, global_step)
             action = env.action_space.sample() if rng.random() < epsilon else greedy(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so DQN-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
-            for transition in n_step.add(obs, action, reward, next_obs, terminated, truncated):  # RAINBOW-4
-                buffer.add(*transition)  # DQN-1: the n-step transitions this step completes go into B
+            # DQN-1, RAINBOW-4: the n-step transitions this step completes go into B
+            for transition in n_step.add(obs, action, reward, next_obs, terminated, truncated):
+                buffer.add(*transition)
             run.rewards(global_step, reward, terminated or truncated)
-            obs = env.reset()[0] if terminated or truncated else next_obs
+            # Easy to overlook: advance obs, or the next action is chosen for a state already left
+            if terminated or truncated:
+                obs, _ = env.reset()
+            else:
+                obs = next_obs
 
             if global_step > args.learning_starts and global_step % args.train_frequency == 0:
                 if args.anneal_lr:
                     progress = (global_step - 1) / args.total_timesteps
                     optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - progress)
-                # DQN-2 and RAINBOW-3: sample a mini-batch in proportion to p_i^α, with its importance weights
+                # DQN-2, RAINBOW-3: a mini-batch drawn in proportion to p_i^α, with its weights w_i
                 beta = linear_schedule(args.per_beta_start, 1.0, args.total_timesteps, global_step)
                 *batch, weights, idx = buffer.sample(args.batch_size, beta, rng, device)
-                # DQN-3 and DQN-4: targets from the target network, one weighted gradient step towards them
-                td_loss, q_values, priorities = update(q_network, target_network, optimizer, batch, weights,
-                                                       args.gamma, args.double)
+                # DQN-3 and DQN-4: targets from φ', one weighted gradient step towards them
+                td_loss, q_values, priorities = update(q_network, target_network, optimizer, batch,
+                                                       weights, args.gamma, double=args.double)
                 # RAINBOW-3: each sampled transition's loss becomes its priority
                 buffer.update_priorities(idx, priorities.cpu().numpy())
                 if global_step % args.log_frequency == 0:
-                    run.log(global_step, td_loss.item(), q_values.mean().item(), epsilon, weights.mean().item(), beta)
+                    run.log(global_step, td_loss.item(), q_values.mean().item(), epsilon,
+                            weights.mean().item(), beta)
 
-            # DQN-5: copy φ into φ' every N steps
-            if global_step % args.target_network_frequency == 0:
+            if global_step % args.target_network_frequency == 0:  # DQN-5: copy φ into φ'
                 target_network.load_state_dict(q_network.state_dict())
         q_network.eval()  # RAINBOW-6: the evaluation acts on the means μ, without noise
         return run.evaluate(global_step, greedy)
