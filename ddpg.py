@@ -179,7 +179,7 @@ def add_exploration_noise(action, rng: np.random.Generator, exploration_noise: f
     return np.clip(action + noise, low, high).astype(np.float32)
 
 
-@torch.no_grad()  # easy to miss: y is a fixed regression target, the critic must not chase it
+@torch.no_grad()  # easy to miss: y is a fixed regression target, no gradient may flow through it
 def td_target(actor_target, critic_target, rewards, next_obs, terminated, gamma):
     """DDPG-3: y = r + γ (1 − terminated) Q_φ'(s', μ_θ'(s')); no gradient flows into y."""
     next_q = critic_target(next_obs, actor_target(next_obs))
@@ -267,8 +267,8 @@ def train(args: Args) -> dict:
             if global_step > args.learning_starts:
                 batch = buffer.sample(args.batch_size, rng, device)
                 # DDPG-3: the critic regresses on targets of the target networks, no gradient in y
-                critic_loss, q_values = update_critic(critic, critic_optimizer, actor_target,
-                                                      critic_target, batch, args.gamma)
+                critic_loss, q_values = update_critic(
+                    critic, critic_optimizer, actor_target, critic_target, batch, args.gamma)
                 # DDPG-4: move μ_θ(s) uphill on Q_φ(s, ·)
                 actor_loss = update_actor(actor, actor_optimizer, critic, batch)
                 # DDPG-5: the targets slowly track the learned networks
