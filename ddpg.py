@@ -4,29 +4,34 @@ Paper: Lillicrap et al., "Continuous control with deep reinforcement learning", 
 Lecture 7, "DDPG (Deep Deterministic Policy Gradient)" slides.
 
 The lecture's steps, as labelled in the code below:
-  DDPG-1  a deterministic actor μ_θ(s) ≈ argmax_a Q_φ(s, a), a critic Q_φ(s, a) and target copies θ', φ':
-          with continuous actions DQN's max over a cannot be computed, so the actor learns to find it
-  DDPG-2  act with a = clip(μ_θ(s) + N(0, σ²), low, high) and store (s, a, r, s', terminated) in the buffer B:
-          μ_θ alone would always take the same action, the noise explores
-  DDPG-3  targets y = r + γ (1 − terminated) Q_φ'(s', μ_θ'(s')) from the target networks, with no gradient
-          through y; one gradient step on the critic loss MSE(Q_φ(s, a), y)
-  DDPG-4  one gradient step on the actor loss −mean Q_φ(s, μ_θ(s)): its gradient is dQ/da · dμ/dθ, so the
-          actor moves its action uphill on the critic
-  DDPG-5  soft updates θ' ← τθ + (1 − τ)θ', φ' ← τφ + (1 − τ)φ': the targets trail the learned networks
-          slowly, so y holds nearly still from one step to the next
-Here the actor is updated at every step, like the critic; td3.py changes exactly this (the actor and the
-targets every `policy_frequency` critic updates) and adds twin critics and target policy smoothing.
-Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
+  DDPG-1  a deterministic actor μ_θ(s) ≈ argmax_a Q_φ(s, a), a critic Q_φ(s, a) and target copies
+          θ', φ': with continuous actions DQN's max over a cannot be computed, so the actor learns
+          to find it
+  DDPG-2  act with a = clip(μ_θ(s) + N(0, σ²), low, high) and store (s, a, r, s', terminated) in the
+          buffer B: μ_θ alone would always take the same action, the noise explores
+  DDPG-3  targets y = r + γ (1 − terminated) Q_φ'(s', μ_θ'(s')) from the target networks, with no
+          gradient through y; one gradient step on the critic loss MSE(Q_φ(s, a), y)
+  DDPG-4  one gradient step on the actor loss −mean Q_φ(s, μ_θ(s)): its gradient is dQ/da · dμ/dθ,
+          so the actor moves its action uphill on the critic
+  DDPG-5  soft updates θ' ← τθ + (1 − τ)θ', φ' ← τφ + (1 − τ)φ': the targets trail the learned
+          networks slowly, so y holds nearly still from one step to the next
+Here the actor is updated at every step, like the critic; td3.py changes exactly this (the actor and
+the targets every `policy_frequency` critic updates) and adds twin critics and target policy
+smoothing. Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once
+gymnasium[mujoco] is installed.
 
-Reading order: the settings (Args), the networks, the buffer and the updates (update_critic, update_actor,
-soft_update), then train(), the loop that calls them step by step. Everything under "Bookkeeping" at the
-bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the settings (Args), the networks, the buffer and the updates (update_critic,
+update_actor, soft_update), then train(), the loop that calls them step by step. Everything under
+"Bookkeeping" at the bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a
+first reading.
 
 Run:
   python ddpg.py                              # Pendulum-v1, 10k steps
-  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a laptop CPU
-  # this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try --total-timesteps 100000 first.
-  python ddpg.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 --hidden-size 256 --batch-size 256
+  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a
+  # laptop CPU this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try
+  # --total-timesteps 100000 first.
+  python ddpg.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 \
+      --hidden-size 256 --batch-size 256
   python ddpg.py --help
 """
 
@@ -56,7 +61,7 @@ class Args:
     """Gymnasium environment id (Box actions with finite bounds, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 10_000
+    total_timesteps: int = 10_000  # ours (README: how the defaults were chosen)
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -73,32 +78,31 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
 
-    # The RL Baselines3 Zoo's Pendulum-v1 settings, with smaller networks, batch and budget for a CPU.
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # RL Zoo
     """Adam step size of the actor and of the critic"""
-    buffer_size: int = 200_000
+    buffer_size: int = 200_000  # RL Zoo
     """capacity of the replay buffer B"""
-    gamma: float = 0.98
+    gamma: float = 0.98  # RL Zoo
     """discount factor γ"""
-    tau: float = 0.005
+    tau: float = 0.005  # RL Zoo
     """soft update coefficient τ of the target networks (DDPG-5)"""
-    batch_size: int = 128
+    batch_size: int = 128  # ours (README: how the defaults were chosen)
     """transitions per mini-batch"""
-    hidden_size: int = 64
+    hidden_size: int = 64  # ours (README: how the defaults were chosen)
     """units in each of the two hidden layers of the actor and of the critic"""
-    learning_starts: int = 5_000
+    learning_starts: int = 5_000  # ours (README: how the defaults were chosen)
     """environment steps of uniformly random actions before learning starts"""
-    exploration_noise: float = 0.1
-    """σ of the Gaussian exploration noise, as a fraction of the half-range (high − low) / 2 (DDPG-2)"""
+    exploration_noise: float = 0.1  # RL Zoo
+    """σ of the Gaussian exploration noise, as a fraction of (high − low) / 2 (DDPG-2)"""
     log_frequency: int = 500
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The actor, the critic, the replay buffer and the updates
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class Actor(nn.Module):
-    """μ_θ(s): tanh squashes the output into (−1, 1), then it is scaled and shifted to [low, high]."""
+    """μ_θ(s): tanh squashes the output into (−1, 1); scaled and shifted, it spans [low, high]."""
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden_size: int):
         super().__init__()
@@ -108,17 +112,18 @@ class Actor(nn.Module):
             nn.Linear(hidden_size, action_space.shape[0]), nn.Tanh(),
         )
         # buffers, not parameters: saved with the weights and moved to the device, but never trained
-        self.register_buffer("action_scale", torch.as_tensor((action_space.high - action_space.low) / 2.0,
-                                                             dtype=torch.float32))
-        self.register_buffer("action_bias", torch.as_tensor((action_space.high + action_space.low) / 2.0,
-                                                            dtype=torch.float32))
+        scale = (action_space.high - action_space.low) / 2.0
+        bias = (action_space.high + action_space.low) / 2.0
+        self.register_buffer("action_scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor(bias, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.action_bias + self.action_scale * self.net(obs)
 
 
 class Critic(nn.Module):
-    """Q_φ(s, a): one output. It sees the action rescaled to [−1, 1], so any bounds give inputs of one size."""
+    """Q_φ(s, a): one output. It sees the action rescaled to [−1, 1], so any bounds give inputs of
+    one size."""
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden_size: int):
         super().__init__()
@@ -127,10 +132,10 @@ class Critic(nn.Module):
             nn.Linear(hidden_size, hidden_size), nn.ReLU(),
             nn.Linear(hidden_size, 1),
         )
-        self.register_buffer("action_scale", torch.as_tensor((action_space.high - action_space.low) / 2.0,
-                                                             dtype=torch.float32))
-        self.register_buffer("action_bias", torch.as_tensor((action_space.high + action_space.low) / 2.0,
-                                                            dtype=torch.float32))
+        scale = (action_space.high - action_space.low) / 2.0
+        bias = (action_space.high + action_space.low) / 2.0
+        self.register_buffer("action_scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor(bias, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, (action - self.action_bias) / self.action_scale], dim=1)
@@ -145,7 +150,8 @@ class ReplayBuffer:
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros((capacity, action_dim), dtype=np.float32)
         self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)  # 1 only when the MDP ended, not on a time limit
+        # 1 only when the MDP ended, not on a time limit: the target bootstraps past a time limit
+        self.terminated = np.zeros(capacity, dtype=np.float32)
         self.capacity, self.pos, self.size = capacity, 0, 0
 
     def add(self, obs, action, reward, next_obs, terminated):
@@ -164,12 +170,13 @@ class ReplayBuffer:
 
 
 def add_exploration_noise(action, rng: np.random.Generator, exploration_noise: float, low, high):
-    """DDPG-2: clip(μ_θ(s) + N(0, σ²), low, high), σ = exploration_noise · (high − low) / 2 in each dimension."""
+    """DDPG-2: clip(μ_θ(s) + N(0, σ²), low, high), σ = exploration_noise · (high − low) / 2 in each
+    dimension."""
     noise = rng.normal(0.0, exploration_noise, size=action.shape) * (high - low) / 2.0
     return np.clip(action + noise, low, high).astype(np.float32)
 
 
-@torch.no_grad()
+@torch.no_grad()  # easy to miss: y is a fixed regression target, no gradient may flow through it
 def td_target(actor_target, critic_target, rewards, next_obs, terminated, gamma):
     """DDPG-3: y = r + γ (1 − terminated) Q_φ'(s', μ_θ'(s')); no gradient flows into y."""
     next_q = critic_target(next_obs, actor_target(next_obs))
@@ -177,7 +184,8 @@ def td_target(actor_target, critic_target, rewards, next_obs, terminated, gamma)
 
 
 def update_critic(critic, critic_optimizer, actor_target, critic_target, batch, gamma: float):
-    """DDPG-3 on one mini-batch: one gradient step on MSE(Q_φ(s, a), y); returns the loss and Q_φ(s, a)."""
+    """DDPG-3 on one mini-batch: one gradient step on MSE(Q_φ(s, a), y); returns the loss and
+    Q_φ(s, a)."""
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(actor_target, critic_target, rewards, next_obs, terminated, gamma)
     q_values = critic(obs, actions)
@@ -189,8 +197,8 @@ def update_critic(critic, critic_optimizer, actor_target, critic_target, batch, 
 
 
 def update_actor(actor, actor_optimizer, critic, batch):
-    """DDPG-4 on one mini-batch: one gradient step on −mean Q_φ(s, μ_θ(s)); returns the loss. The critic
-    module gets gradients too, but only the actor's optimizer steps."""
+    """DDPG-4 on one mini-batch: one gradient step on −mean Q_φ(s, μ_θ(s)); returns the loss. The
+    critic module gets gradients too, but only the actor's optimizer steps."""
     obs = batch[0]
     actor_loss = -critic(obs, actor(obs)).mean()
     actor_optimizer.zero_grad()
@@ -206,9 +214,9 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
         target_param.lerp_(param, tau)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     check_args(args, env)
@@ -225,43 +233,47 @@ def train(args: Args) -> dict:
     critic_target = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
     actor_target.load_state_dict(actor.state_dict())
     critic_target.load_state_dict(critic.state_dict())
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
 
     @torch.no_grad()
-    def policy(obs) -> np.ndarray:  # μ_θ(s) without noise: the evaluated policy, the mean of the exploring one
+    def policy(obs) -> np.ndarray:  # no noise: the evaluated policy, the mean of the exploring one
         return actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
-    with Run(args, env, device, args.total_timesteps, ["critic_loss", "actor_loss", "q_mean"]) as run:
+    with Run(args, env, device, args.total_timesteps,
+             ["critic_loss", "actor_loss", "q_mean"]) as run:
         run.save(actor=actor, critic=critic)
         obs, _ = env.reset(seed=args.seed)
         env.action_space.seed(args.seed)
         for global_step in range(1, args.total_timesteps + 1):
-            # DDPG-2: random actions first, then μ_θ(s) plus Gaussian noise, clipped to the bounds; store in B
+            # DDPG-2: random actions first, then μ_θ(s) plus clipped Gaussian noise; store in B
             if global_step <= args.learning_starts:
                 action = env.action_space.sample()
             else:
                 action = add_exploration_noise(policy(obs), rng, args.exploration_noise, low, high)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so DDPG-3 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            # Easy to miss: store next_obs, the real last observation even at a time limit, and
+            # terminated, not truncated, so that DDPG-3 still bootstraps after a time limit.
             buffer.add(obs, action, reward, next_obs, terminated)
             run.rewards(global_step, reward, terminated or truncated)
-            obs = env.reset()[0] if terminated or truncated else next_obs
+            obs = next_obs  # easy to miss: the next step acts from the state this one reached
+            if terminated or truncated:
+                obs, _ = env.reset()
 
             if global_step > args.learning_starts:
                 batch = buffer.sample(args.batch_size, rng, device)
-                # DDPG-3: targets from the target actor and critic without gradient; the critic regresses on them
-                critic_loss, q_values = update_critic(critic, critic_optimizer, actor_target, critic_target, batch,
-                                                      args.gamma)
+                # DDPG-3: the critic regresses on targets of the target networks, no gradient in y
+                critic_loss, q_values = update_critic(
+                    critic, critic_optimizer, actor_target, critic_target, batch, args.gamma)
                 # DDPG-4: move μ_θ(s) uphill on Q_φ(s, ·)
                 actor_loss = update_actor(actor, actor_optimizer, critic, batch)
                 # DDPG-5: the targets slowly track the learned networks
                 soft_update(actor_target, actor, args.tau)
                 soft_update(critic_target, critic, args.tau)
                 if global_step % args.log_frequency == 0:
-                    run.log(global_step, critic_loss.item(), actor_loss.item(), q_values.mean().item())
+                    run.log(global_step, critic_loss.item(), actor_loss.item(),
+                            q_values.mean().item())
         return run.evaluate(global_step, policy)
 
 

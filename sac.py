@@ -1,37 +1,42 @@
 """SAC: soft actor-critic, off-policy maximum-entropy actor-critic with a stochastic actor.
 
-Papers: Haarnoja et al., "Soft Actor-Critic: Off-Policy Maximum Entropy Deep Reinforcement Learning with a
-Stochastic Actor", ICML 2018; automatic α: Haarnoja et al., "Soft Actor-Critic Algorithms and Applications",
-2018 (2018b). Lecture 7, "SAC (Soft Actor Critic)" slides and "Algorithm 1 Soft Actor-Critic".
+Papers: Haarnoja et al., "Soft Actor-Critic: Off-Policy Maximum Entropy Deep Reinforcement Learning
+with a Stochastic Actor", ICML 2018; automatic α: Haarnoja et al., "Soft Actor-Critic Algorithms and
+Applications", 2018 (2018b). Lecture 7, "SAC (Soft Actor Critic)" slides and "Algorithm 1 Soft
+Actor-Critic".
 
 The lecture's steps, as labelled in the code below:
-  SAC-1  a stochastic actor π_θ(·|s), a Gaussian squashed by tanh and scaled to the bounds; twin critics
-         Q_φ1, Q_φ2 and their target copies φ'. Its own samples explore, so no noise is added
-  SAC-2  targets y = r + γ (1 − terminated) (min_i Q_φ'_i(s', ã') − α log π_θ(ã'|s')), ã' ~ π_θ(·|s'), with
-         no gradient through y: the value of s' includes the entropy still to come, the smaller critic (as
-         in TD3) counters overestimation
+  SAC-1  a stochastic actor π_θ(·|s), a Gaussian squashed by tanh and scaled to the bounds; twin
+         critics Q_φ1, Q_φ2 and their target copies φ'. Its own samples explore, so no noise is
+         added
+  SAC-2  targets y = r + γ (1 − terminated) (min_i Q_φ'_i(s', ã') − α log π_θ(ã'|s')),
+         ã' ~ π_θ(·|s'), with no gradient through y: the value of s' includes the entropy still to
+         come, the smaller critic (as in TD3) counters overestimation
   SAC-3  each Q_φi regresses on y: one gradient step on MSE(Q_φ1(s, a), y) + MSE(Q_φ2(s, a), y)
-  SAC-4  actor: maximize min_i Q_φi(s, ã_θ(s)) − α log π_θ(ã_θ(s)|s), ã_θ(s) reparameterized (ã = f_θ(s, ε)
-         with noise ε, so the gradient flows through the sample): high value and high entropy at once
+  SAC-4  actor: maximize min_i Q_φi(s, ã_θ(s)) − α log π_θ(ã_θ(s)|s), ã_θ(s) reparameterized
+         (ã = f_θ(s, ε) with noise ε, so the gradient flows through the sample): high value and high
+         entropy at once
   SAC-5  soft target updates φ' ← τφ + (1 − τ)φ' (the slides' ρ is 1 − τ): the targets trail slowly
-  SAC-6  tune α toward the target entropy −dim(A) of the action in [−1, 1] units, whatever the bounds (on by
-         default; --no-autotune keeps α fixed): α trades reward against entropy, and a fixed α suits one reward
-         scale only
-Compared with td3.py: a sampled action instead of added noise, an entropy term in the target and in the actor
-loss, no target actor, and the actor updated at every step.
-Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
+  SAC-6  tune α toward the target entropy −dim(A) of the action in [−1, 1] units, whatever the
+         bounds (on by default; --no-autotune keeps α fixed): α trades reward against entropy, and
+         a fixed α suits one reward scale only
+Compared with td3.py: a sampled action instead of added noise, an entropy term in the target and in
+the actor loss, no target actor, and the actor updated at every step. Box action spaces of any
+bounds and dimension; MuJoCo tasks run unchanged once gymnasium[mujoco] is installed.
 
-Reading order: the settings (Args), the networks, the buffer and the updates (update_critic, update_actor,
-update_alpha, soft_update), then train(), the loop that calls them step by step. Everything under
-"Bookkeeping" at the bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first
-reading.
+Reading order: the settings (Args), the networks, the buffer and the updates (update_critic,
+update_actor, update_alpha, soft_update), then train(), the loop that calls them step by step.
+Everything under "Bookkeeping" at the bottom (the run folder, logs, errors, evaluation, Ctrl-C) can
+be skipped on a first reading.
 
 Run:
   python sac.py                               # Pendulum-v1, 10k steps
   python sac.py --no-autotune --alpha 0.1     # fixed α
-  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a laptop CPU
-  # this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try --total-timesteps 100000 first.
-  python sac.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 --hidden-size 256 --batch-size 256
+  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a
+  # laptop CPU this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try
+  # --total-timesteps 100000 first.
+  python sac.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 \
+      --hidden-size 256 --batch-size 256
   python sac.py --help
 """
 
@@ -61,7 +66,7 @@ class Args:
     """Gymnasium environment id (Box actions with finite bounds, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 10_000
+    total_timesteps: int = 10_000  # ours (README: how the defaults were chosen)
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -78,37 +83,38 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
 
-    # The RL Baselines3 Zoo's Pendulum-v1 settings (γ and buffer from its TD3 entry), smaller for a CPU.
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # RL Zoo
     """Adam step size of the actor, of the critics and of log α"""
-    buffer_size: int = 200_000
+    buffer_size: int = 200_000  # RL Zoo (its TD3 entry)
     """capacity of the replay buffer B"""
-    gamma: float = 0.98
+    gamma: float = 0.98  # RL Zoo (its TD3 entry)
     """discount factor γ"""
-    tau: float = 0.005
+    tau: float = 0.005  # RL Zoo
     """soft update coefficient τ of the target critics (SAC-5)"""
-    batch_size: int = 128
+    batch_size: int = 128  # ours (README: how the defaults were chosen)
     """transitions per mini-batch"""
-    hidden_size: int = 64
+    hidden_size: int = 64  # ours (README: how the defaults were chosen)
     """units in each of the two hidden layers of the actor and of the critics"""
-    learning_starts: int = 5_000
+    learning_starts: int = 5_000  # ours (README: how the defaults were chosen)
     """environment steps of uniformly random actions before learning starts"""
-    autotune: bool = True
-    """tune α automatically toward the target entropy −dim(A) of the action in [−1, 1] units (SAC-6)"""
+    autotune: bool = True  # RL Zoo
+    """tune α automatically toward the target entropy −dim(A) of the action in [−1, 1] units
+    (SAC-6)"""
     alpha: float = 0.2
     """entropy coefficient α: fixed with --no-autotune, its starting value otherwise"""
     log_frequency: int = 500
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The actor, the critic, the replay buffer and the updates
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # bounds of log σ, as in the authors' implementation
 
 
 class Actor(nn.Module):
-    """π_θ(·|s) (SAC-1): u ~ N(mean(s), σ(s)²), squashed and scaled to the bounds, a = bias + scale · tanh(u)."""
+    """π_θ(·|s) (SAC-1): u ~ N(mean(s), σ(s)²), squashed and scaled to the bounds,
+    a = bias + scale · tanh(u)."""
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden_size: int):
         super().__init__()
@@ -119,10 +125,10 @@ class Actor(nn.Module):
         self.mean = nn.Linear(hidden_size, action_space.shape[0])
         self.log_std = nn.Linear(hidden_size, action_space.shape[0])
         # buffers, not parameters: saved with the weights and moved to the device, but never trained
-        self.register_buffer("action_scale", torch.as_tensor((action_space.high - action_space.low) / 2.0,
-                                                             dtype=torch.float32))
-        self.register_buffer("action_bias", torch.as_tensor((action_space.high + action_space.low) / 2.0,
-                                                            dtype=torch.float32))
+        scale = (action_space.high - action_space.low) / 2.0
+        bias = (action_space.high + action_space.low) / 2.0
+        self.register_buffer("action_scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor(bias, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor) -> tuple:
         """A sample ã = bias + scale · tanh(mean + σ ε), ε ~ N(0, I), differentiable in θ (the
@@ -130,8 +136,8 @@ class Actor(nn.Module):
         hidden = self.trunk(obs)
         mean, log_std = self.mean(hidden), self.log_std(hidden).clamp(LOG_STD_MIN, LOG_STD_MAX)
         u = mean + log_std.exp() * torch.randn_like(mean)
-        return self.action_bias + self.action_scale * torch.tanh(u), squashed_log_prob(u, mean, log_std,
-                                                                                        self.action_scale)
+        action = self.action_bias + self.action_scale * torch.tanh(u)
+        return action, squashed_log_prob(u, mean, log_std, self.action_scale)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The evaluation action: the squashed mean, bias + scale · tanh(mean(s))."""
@@ -141,16 +147,16 @@ class Actor(nn.Module):
 def squashed_log_prob(u, mean, log_std, action_scale):
     """log π(a|s) of a = bias + scale · tanh(u), u ~ N(mean, σ²), by the change of variables
         log π(a|s) = Σ_i [log N(u_i; mean_i, σ_i) − log(scale_i (1 − tanh²(u_i)))]
-    with log(1 − tanh²(u)) written as 2 (log 2 − u − softplus(−2u)): the same value, but finite where
-    tanh(u) rounds to ±1 (log(1 − tanh²) would be log 0 there)."""
+    with log(1 − tanh²(u)) written as 2 (log 2 − u − softplus(−2u)): the same value, but finite
+    where tanh(u) rounds to ±1 (log(1 − tanh²) would be log 0 there)."""
     log_normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2.0 * math.pi)
     log_det_jacobian = torch.log(action_scale) + 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
     return (log_normal - log_det_jacobian).sum(dim=-1)
 
 
 class Critic(nn.Module):
-    """Twin critics Q_φ1(s, a), Q_φ2(s, a) (SAC-1): two independent networks, one module and one optimizer.
-    They see the action rescaled to [−1, 1], so any bounds give inputs of one size."""
+    """Twin critics Q_φ1(s, a), Q_φ2(s, a) (SAC-1): two independent networks, one module and one
+    optimizer. They see the action rescaled to [−1, 1], so any bounds give inputs of one size."""
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden_size: int):
         super().__init__()
@@ -159,10 +165,10 @@ class Critic(nn.Module):
             nn.Linear(hidden_size, hidden_size), nn.ReLU(),
             nn.Linear(hidden_size, 1),
         ) for _ in range(2))
-        self.register_buffer("action_scale", torch.as_tensor((action_space.high - action_space.low) / 2.0,
-                                                             dtype=torch.float32))
-        self.register_buffer("action_bias", torch.as_tensor((action_space.high + action_space.low) / 2.0,
-                                                            dtype=torch.float32))
+        scale = (action_space.high - action_space.low) / 2.0
+        bias = (action_space.high + action_space.low) / 2.0
+        self.register_buffer("action_scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor(bias, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple:
         x = torch.cat([obs, (action - self.action_bias) / self.action_scale], dim=1)
@@ -177,7 +183,8 @@ class ReplayBuffer:
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros((capacity, action_dim), dtype=np.float32)
         self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)  # 1 only when the MDP ended, not on a time limit
+        # 1 only when the MDP ended, not on a time limit: the target bootstraps past a time limit
+        self.terminated = np.zeros(capacity, dtype=np.float32)
         self.capacity, self.pos, self.size = capacity, 0, 0
 
     def add(self, obs, action, reward, next_obs, terminated):
@@ -195,24 +202,27 @@ class ReplayBuffer:
         )
 
 
-@torch.no_grad()
+@torch.no_grad()  # easy to miss: y is a fixed regression target, no gradient may flow through it
 def td_target(actor, critic_target, rewards, next_obs, terminated, gamma, alpha):
-    """SAC-2: y = r + γ (1 − terminated) (min_i Q_φ'_i(s', ã') − α log π_θ(ã'|s')), ã' ~ π_θ(·|s') from the
-    current actor (SAC has no target actor); no gradient flows into y."""
+    """SAC-2: y = r + γ (1 − terminated) (min_i Q_φ'_i(s', ã') − α log π_θ(ã'|s')), ã' ~ π_θ(·|s')
+    from the current actor (SAC has no target actor); no gradient flows into y."""
     next_actions, next_log_prob = actor(next_obs)
     next_q1, next_q2 = critic_target(next_obs, next_actions)
-    return rewards + gamma * (1.0 - terminated) * (torch.min(next_q1, next_q2) - alpha * next_log_prob)
+    next_value = torch.min(next_q1, next_q2) - alpha * next_log_prob  # the soft value of s'
+    return rewards + gamma * (1.0 - terminated) * next_value
 
 
 def alpha_loss(log_alpha, log_prob, target_entropy):
-    """SAC-6: J(α) = mean(−α (log π(ã|s) + H̄)) with α = exp(log α) > 0. Its gradient lowers α when the
-    entropy −log π is above the target H̄ and raises it when below; no gradient flows into the actor."""
+    """SAC-6: J(α) = mean(−α (log π(ã|s) + H̄)) with α = exp(log α) > 0. Its gradient lowers α when
+    the entropy −log π is above the target H̄ and raises it when below; no gradient flows into the
+    actor."""
     return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
 
 
 def update_critic(critic, critic_optimizer, actor, critic_target, batch, gamma: float, alpha):
-    """SAC-2 and SAC-3 on one mini-batch: one gradient step on MSE(Q_φ1(s, a), y) + MSE(Q_φ2(s, a), y), both
-    critics on the same y; returns the loss and Q_φ1(s, a)."""
+    """SAC-2 and SAC-3 on one mini-batch: one gradient step on
+    MSE(Q_φ1(s, a), y) + MSE(Q_φ2(s, a), y), both critics on the same y; returns the loss and
+    Q_φ1(s, a)."""
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(actor, critic_target, rewards, next_obs, terminated, gamma, alpha)
     q1_values, q2_values = critic(obs, actions)
@@ -224,9 +234,9 @@ def update_critic(critic, critic_optimizer, actor, critic_target, batch, gamma: 
 
 
 def update_actor(actor, actor_optimizer, critic, batch, alpha):
-    """SAC-4 on one mini-batch: one gradient step on mean(α log π_θ(ã|s) − min_i Q_φi(s, ã)), ã ~ π_θ(·|s)
-    reparameterized; returns the loss and log π_θ(ã|s). The critic module gets gradients too, but only the
-    actor's optimizer steps."""
+    """SAC-4 on one mini-batch: one gradient step on mean(α log π_θ(ã|s) − min_i Q_φi(s, ã)),
+    ã ~ π_θ(·|s) reparameterized; returns the loss and log π_θ(ã|s). The critic module gets
+    gradients too, but only the actor's optimizer steps."""
     obs = batch[0]
     actions, log_prob = actor(obs)
     actor_loss = (alpha * log_prob - torch.min(*critic(obs, actions))).mean()
@@ -237,14 +247,15 @@ def update_actor(actor, actor_optimizer, critic, batch, alpha):
 
 
 def update_alpha(log_alpha, alpha_optimizer, log_prob, target_entropy: float):
-    """SAC-6: one gradient step on J(α) with the log-probabilities of the actor step; returns the new
-    α = exp(log α), without gradient.
-    The target −dim(A) of Haarnoja et al. 2018b is meant for actions in [−1, 1], so log_prob is that of the
-    action in those units: log π_θ(ã|s) + Σ_i log scale_i, since ã = bias + scale · tanh(u) stretches dimension i
-    by scale_i. With log π in env units the target would move with the bounds (Pendulum's scale 2 would turn −1
-    into −1 − log 2 ≈ −1.69 in [−1, 1] units). Shifting log π rather than the target keeps the paper's −dim(A),
-    and the logged entropy comparable with it; the critics and the actor keep log π in env units, where
-    Σ_i log scale_i is the same constant for every action."""
+    """SAC-6: one gradient step on J(α) with the log-probabilities of the actor step; returns the
+    new α = exp(log α), without gradient.
+    The target −dim(A) of Haarnoja et al. 2018b is meant for actions in [−1, 1], so log_prob is
+    that of the action in those units: log π_θ(ã|s) + Σ_i log scale_i, since
+    ã = bias + scale · tanh(u) stretches dimension i by scale_i. With log π in env units the target
+    would move with the bounds (Pendulum's scale 2 would turn −1 into −1 − log 2 ≈ −1.69 in [−1, 1]
+    units). Shifting log π rather than the target keeps the paper's −dim(A), and the logged entropy
+    comparable with it; the critics and the actor keep log π in env units, where Σ_i log scale_i is
+    the same constant for every action."""
     loss_alpha = alpha_loss(log_alpha, log_prob, target_entropy)
     alpha_optimizer.zero_grad()
     loss_alpha.backward()
@@ -259,9 +270,9 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
         target_param.lerp_(param, tau)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     check_args(args, env)
@@ -269,29 +280,25 @@ def train(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)  # mini-batch indices
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    # SAC-1: stochastic actor π_θ, twin critics Q_φ1, Q_φ2 and their target copies φ' ← φ (no target actor)
+    # SAC-1: stochastic actor π_θ, twin critics Q_φ1, Q_φ2, target copies φ' ← φ (no target actor)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     actor = Actor(obs_dim, env.action_space, args.hidden_size).to(device)
     critic = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
     critic_target = Critic(obs_dim, env.action_space, args.hidden_size).to(device)
     critic_target.load_state_dict(critic.state_dict())
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
-    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)  # both critics
-    # SAC-6: α = exp(log α) stays positive; the target entropy −dim(A) of Haarnoja et al. 2018b is for actions in
-    # [−1, 1]: J(α) and the logged entropy take log π in those units, log π + Σ_i log scale_i (see update_alpha)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)
+    # SAC-6: α = exp(log α) stays positive; J(α) takes log π in [−1, 1] units (see update_alpha)
     log_alpha = torch.tensor([math.log(args.alpha)], device=device, requires_grad=args.autotune)
     alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.learning_rate, fused=True)
     target_entropy, alpha = -float(action_dim), log_alpha.detach().exp()
-    log_scale = actor.action_scale.log().sum()  # Σ_i log scale_i
+    log_scale = actor.action_scale.log().sum()  # log π + log_scale: log π in [−1, 1] units
     buffer = ReplayBuffer(args.buffer_size, obs_dim, action_dim)
 
     @torch.no_grad()
-    def policy(obs) -> np.ndarray:  # the squashed mean action, no sampling: the evaluated policy
-        return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-
-    @torch.no_grad()
-    def sample_action(obs) -> np.ndarray:  # a ~ π_θ(·|s): the exploring policy
-        return actor(torch.as_tensor(obs, dtype=torch.float32, device=device))[0].cpu().numpy()
+    def policy(obs, explore: bool = False) -> np.ndarray:  # the squashed mean, or a ~ π_θ(·|s)
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        return (actor(obs)[0] if explore else actor.deterministic(obs)).cpu().numpy()
 
     with Run(args, env, device, args.total_timesteps,
              ["critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]) as run:
@@ -299,33 +306,36 @@ def train(args: Args) -> dict:
         obs, _ = env.reset(seed=args.seed)
         env.action_space.seed(args.seed)
         for global_step in range(1, args.total_timesteps + 1):
-            # random actions first, then a ~ π_θ(·|s): the policy's own randomness explores; store in B
+            # random actions first, then a ~ π_θ(·|s): its own randomness explores; store in B
             if global_step <= args.learning_starts:
                 action = env.action_space.sample()
             else:
-                action = sample_action(obs)
+                action = policy(obs, explore=True)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            # On a time limit (truncated) next_obs is the real last observation and terminated is False,
-            # so SAC-2 still bootstraps from it; only a real end of the MDP (terminated) stops the bootstrap.
+            # Easy to miss: store next_obs, the real last observation even at a time limit, and
+            # terminated, not truncated, so that SAC-2 still bootstraps after a time limit.
             buffer.add(obs, action, reward, next_obs, terminated)
             run.rewards(global_step, reward, terminated or truncated)
-            obs = env.reset()[0] if terminated or truncated else next_obs
+            obs = next_obs  # easy to miss: the next step acts from the state this one reached
+            if terminated or truncated:
+                obs, _ = env.reset()
 
             if global_step > args.learning_starts:
                 batch = buffer.sample(args.batch_size, rng, device)
-                # SAC-2 and SAC-3: entropy-regularized targets without gradient; both critics regress on them
-                critic_loss, q_values = update_critic(critic, critic_optimizer, actor, critic_target, batch,
-                                                      args.gamma, alpha)
+                # SAC-2 and SAC-3: targets with the entropy term, no gradient; both critics fit them
+                critic_loss, q_values = update_critic(
+                    critic, critic_optimizer, actor, critic_target, batch, args.gamma, alpha)
                 # SAC-4: maximize min_i Q_φi(s, ã) − α log π_θ(ã|s) through a reparameterized ã
                 actor_loss, log_prob = update_actor(actor, actor_optimizer, critic, batch, alpha)
-                # SAC-6: one step on J(α) with the log-probabilities of the actor step, in [−1, 1] units
-                if args.autotune:
-                    alpha = update_alpha(log_alpha, alpha_optimizer, log_prob + log_scale, target_entropy)
+                if args.autotune:  # SAC-6: one step on J(α), with log π in [−1, 1] units
+                    alpha = update_alpha(log_alpha, alpha_optimizer, log_prob + log_scale,
+                                         target_entropy)
                 # SAC-5: the target critics slowly track the learned ones
                 soft_update(critic_target, critic, args.tau)
                 if global_step % args.log_frequency == 0:
-                    run.log(global_step, critic_loss.item(), actor_loss.item(), q_values.mean().item(),
-                            alpha.item(), -(log_prob + log_scale).mean().item())
+                    run.log(global_step, critic_loss.item(), actor_loss.item(),
+                            q_values.mean().item(), alpha.item(),
+                            -(log_prob + log_scale).mean().item())
         return run.evaluate(global_step, policy)
 
 

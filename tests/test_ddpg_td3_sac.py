@@ -291,14 +291,15 @@ def expected_critic_step(weights, y):
     return weights - LR * 2 * errors.T @ x / len(x), (errors ** 2).mean(dim=0).sum(), (x @ weights.T)[:, 0]
 
 
-def check_critic_step(module, weights, target, y, *extra):
+def check_critic_step(module, weights, target, y, *extra, **keywords):
     """Run module.update_critic once on BATCH with SGD and compare with expected_critic_step(weights, y);
-    `target` is what update_critic takes third (the target actor, or sac's actor)."""
+    `target` is what update_critic takes third (the target actor, or sac's actor); `extra` and
+    `keywords` are its arguments after γ (td3's smoothing noise is keyword-only)."""
     critic = LinearCritics(weights)
     critic_target = LinearCritics([[1.0, 0.0, 0.0, 0.5, 0.1], [-1.0, 0.0, 0.0, 1.0, 0.2]][:len(weights)])
     target_before = critic_target.w.detach().clone()
     loss, q_values = module.update_critic(critic, torch.optim.SGD(critic.parameters(), lr=LR), target, critic_target,
-                                          BATCH, GAMMA, *extra)
+                                          BATCH, GAMMA, *extra, **keywords)
     new_weights, expected_loss, expected_q = expected_critic_step(torch.tensor(weights), y)
     assert torch.allclose(critic.w, new_weights, atol=1e-5), "the critic did not step down its loss toward y"
     assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)
@@ -328,7 +329,7 @@ def test_td3_update_critic_regresses_both_critics_on_the_smaller_target_critic()
     assert (q1 < q2).any() and (q2 < q1).any()
     y = REWARDS + GAMMA * (1 - TERMINATED) * torch.where(q1 < q2, q1, q2)
     check_critic_step(td3, [[0.2, -0.1, 0.3, 0.4, 0.1], [-0.3, 0.2, 0.1, -0.2, 0.3]],
-                      constant_actor(td3, [0.5, 0.0]), y, 0.0, 0.5)
+                      constant_actor(td3, [0.5, 0.0]), y, policy_noise=0.0, noise_clip=0.5)
 
 
 def test_sac_update_critic_subtracts_the_entropy_term_from_the_smaller_target_critic():
@@ -355,7 +356,7 @@ def test_td3_update_critic_evaluates_the_target_critics_at_smoothed_actions():
     critic = LinearCritics([[0.0] * 5, [0.0] * 5])
     batch = (torch.zeros(n, 3), torch.zeros(n, 2), torch.zeros(n), torch.zeros(n, 3), torch.zeros(n))
     td3.update_critic(critic, torch.optim.SGD(critic.parameters(), lr=LR), constant_actor(td3, [0.0, 0.0]),
-                      critic_target, batch, GAMMA, policy_noise, noise_clip)
+                      critic_target, batch, GAMMA, policy_noise=policy_noise, noise_clip=noise_clip)
     noise = seen[0] - torch.tensor([0.0, 5.0])  # μ'(s') = (0, 5), the middle of BOX; scale (2, 5)
     scale = torch.tensor([2.0, 5.0])
     assert torch.allclose(noise.abs().amax(dim=0), noise_clip * scale), "the noise is not clipped to ±c · scale"
