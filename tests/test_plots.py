@@ -57,6 +57,30 @@ def test_load_runs_keeps_the_newest_run_per_seed(run_dir):
     assert runs[2].evaluation is None
 
 
+def test_a_finished_run_wins_over_a_newer_unfinished_one_and_each_skipped_run_is_named(tmp_path, capsys):
+    folder = str(tmp_path / "runs")
+    finished = fake_run(folder, "CartPole-v1", "ppo", 1, 1000, [100] * 40, eval_mean=500)  # the 100k-step run
+    interrupted = fake_run(folder, "CartPole-v1", "ppo", 1, 2000, [20] * 8)  # newer, no eval.json
+    older = fake_run(folder, "CartPole-v1", "ppo", 2, 1000, [50] * 10, eval_mean=100)
+    newer = fake_run(folder, "CartPole-v1", "ppo", 2, 3000, [60] * 10, eval_mean=200)
+    only_unfinished = fake_run(folder, "CartPole-v1", "ppo", 3, 1000, [30] * 5)  # a seed still training
+    runs = {run.seed: run.path for run in load_runs(folder)}
+    assert runs == {1: finished, 2: newer, 3: only_unfinished}
+    skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 2
+    assert interrupted in skipped[0] and "unfinished" in skipped[0] and finished in skipped[0]
+    assert older in skipped[1] and "older" in skipped[1] and newer in skipped[1]
+
+
+def test_plot_draws_the_finished_run_and_says_which_it_skipped(tmp_path, monkeypatch):
+    folder = str(tmp_path / "runs")
+    fake_run(folder, "CartPole-v1", "dqn", 1, 1000, [100] * 40, eval_mean=500)
+    interrupted = fake_run(folder, "CartPole-v1", "dqn", 1, 2000, [20] * 8)
+    legends, printed = run_plot(monkeypatch, folder)
+    assert f"skipped {interrupted}: unfinished" in printed
+    assert "final evaluation 500.0 (mean of 1 seed)" in printed
+
+
 def test_smoothing_and_first_reach(run_dir):
     run = group(load_runs(run_dir))[("CartPole-v1", "dqn")][0]
     smoothed = run.smoothed(window=10)
