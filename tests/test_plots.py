@@ -50,11 +50,13 @@ def run_dir(tmp_path):
     return folder
 
 
-def test_load_runs_keeps_the_newest_run_per_seed(run_dir):
+def test_load_runs_keeps_the_newest_finished_run_per_seed(run_dir, capsys):
     runs = group(load_runs(run_dir))[("CartPole-v1", "dqn")]
     assert [run.seed for run in runs] == [1, 2, 3]
     assert runs[0].path.endswith("__2000") and len(runs[0].returns) == 21
-    assert runs[2].evaluation is None
+    assert runs[2].evaluation is None  # seed 3 has no finished run: its newest, still training, is drawn
+    assert capsys.readouterr().out == (f"skipped {run_dir}/CartPole-v1__dqn__1__1000: older; seed 1 of dqn on "
+                                       f"CartPole-v1 uses {run_dir}/CartPole-v1__dqn__1__2000\n")
 
 
 def test_a_finished_run_wins_over_a_newer_unfinished_one_and_each_skipped_run_is_named(tmp_path, capsys):
