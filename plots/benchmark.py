@@ -29,8 +29,10 @@ A file holds any of these regions (RESULTS.md the first three, README.md the sum
 scripts (and --envs) benchmarked are rewritten; the other rows stay. A file of --out that does not exist yet
 is created with the first three regions. --quick writes no file unless --out is given. --check trains and
 writes nothing: it compares every row of the scripts (and --envs) chosen with the runs, names each row that
-differs (and the columns), and exits with status 1 if any does. Then
-`python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures in plots/).
+differs (and the columns), and exits with status 1 if any does.
+
+After a benchmark, `python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures
+in plots/).
 """
 
 import argparse
@@ -309,7 +311,7 @@ def main():
             print(line)
         if lines:
             sys.exit(f"{len(lines)} row{' differs' if len(lines) == 1 else 's differ'} from the runs in "
-                     f"{options.run_dir}: write them with --summarize-only, or find out why they changed")
+                     f"{options.run_dir} (--summarize-only writes the runs' numbers)")
         print(f"{', '.join(files)}: every row of {options.scripts} matches the runs in {options.run_dir}")
         return
 
