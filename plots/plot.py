@@ -1,17 +1,19 @@
 """Learning curves from run folders: compare experiments, mean and band over seeds, x = environment steps.
 
     python plots/plot.py runs                                 # every experiment in runs/, figures into runs/
-    python plots/plot.py runs --exp-names dqn dqn_lr3e-4      # only these experiments, in this order
-    python plots/plot.py runs/a runs/b --labels "lr 1e-3" "lr 3e-4"   # one curve per folder, named
-    python plots/plot.py runs/CartPole-v1__dqn_lr3e-4__*      # run folders themselves work too
+    python plots/plot.py runs --exp-names ppo ppo_lr3e-4      # only these experiments, in this order
+    python plots/plot.py runs/lr1e-3 runs/lr3e-4 --labels "lr 1e-3" "lr 3e-4"   # one curve per folder, named
+    python plots/plot.py runs/CartPole-v1__ppo__*             # run folders themselves work too
     python plots/plot.py --run-dir runs/benchmark --out plots # the benchmark: the figures committed in plots/
 
 FOLDER (or --run-dir FOLDER ...; default runs) is a folder holding run folders, as a script's --run-dir, or a
 run folder itself. The runs of one experiment (a script's --exp-name, default the script's name) in one
-folder are the seeds of one curve; of several runs of an (env, experiment, seed) the newest counts. A curve is
-labeled by its experiment name, or by --labels: one per --exp-names name, or else one per folder given; the
-folder is put before the label when the same experiment comes from several folders. Figures go to --out,
-default the first folder given (for a run folder: the folder holding it), never plots/ unless asked:
+folder are the seeds of one curve. Of several runs of an (env, experiment, seed) the newest finished one
+(with eval.json) counts, or, for a seed still training, its newest run; a line names each run skipped. A
+curve is labeled by its experiment name, or by --labels: one per --exp-names name, or else one per folder
+given; the folder is put before the label when the same experiment comes from several folders. Figures go
+to --out, default the first folder given (for a run folder: the folder holding it), never plots/ unless
+asked:
 - `{env}.png`: one curve per experiment;
 - `{label}_{env}.png` per experiment, with each seed drawn thinly behind the mean.
 The curve of a seed is the mean of its last 10 training-episode returns; the line is the mean over seeds, the
@@ -33,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import THRESHOLDS, load_runs, newest, read_run  # noqa: E402
+from runs import THRESHOLDS, load_runs, pick, read_run  # noqa: E402
 
 
 def on_grid(series: list, points: int = 200):
@@ -95,7 +97,7 @@ class Curve:
 
 def load(folders: list) -> dict:
     """{folder holding runs: its runs}: a folder given is read with load_runs, a run folder given counts
-    under the folder holding it; the newest run per (env, experiment, seed) of each folder."""
+    under the folder holding it; one run per (env, experiment, seed) of each folder (see runs.pick)."""
     found = {}
     for folder in folders:
         if not os.path.exists(folder):
@@ -108,7 +110,7 @@ def load(folders: list) -> dict:
             if not runs:
                 sys.exit(f"plot.py: error: no run folders in {folder!r}")
             found.setdefault(os.path.normpath(folder), []).extend(runs)
-    return {folder: newest(runs) for folder, runs in found.items()}
+    return {folder: pick(runs) for folder, runs in found.items()}
 
 
 def slug(text: str) -> str:

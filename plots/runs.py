@@ -91,24 +91,35 @@ def read_run(path: str):
                episodes["global_step"], episodes["episodic_return"], episodes["wall_time"], evaluation)
 
 
-def load_runs(run_dir: str) -> list:
+def load_runs(run_dir: str, say=print) -> list:
     """The run folders directly under run_dir (or run_dir itself if it is one), one per (env, experiment name,
-    seed): the newest."""
+    seed): see pick(), which says with `say` which runs it skipped."""
     run = read_run(run_dir)
     if run is not None:
         return [run]
     names = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []
-    return newest([run for run in (read_run(os.path.join(run_dir, name)) for name in names) if run is not None])
+    runs = [run for run in (read_run(os.path.join(run_dir, name)) for name in names) if run is not None]
+    return pick(runs, say)
 
 
-def newest(runs: list) -> list:
-    """The newest of the runs per (env, experiment name, seed), in the order of their first appearance."""
-    kept = {}
+def pick(runs: list, say=print) -> list:
+    """One run per (env, experiment name, seed), in the order of their first appearance: the newest finished
+    one (with eval.json), or the newest of a seed none of whose runs finished (a run still training). Every
+    other run is skipped, with one line each through `say`, so that an interrupted run never silently
+    replaces a finished one."""
+    by_seed = {}
     for run in runs:
-        key = (run.env_id, run.exp_name, run.seed)
-        if key not in kept or stamp_of(kept[key]) < stamp_of(run):
-            kept[key] = run
-    return list(kept.values())
+        by_seed.setdefault((run.env_id, run.exp_name, run.seed), []).append(run)
+    kept = []
+    for candidates in by_seed.values():
+        best = max(candidates, key=lambda run: (run.evaluation is not None, stamp_of(run)))
+        kept.append(best)
+        for run in sorted(candidates, key=stamp_of):
+            if run is not best:
+                why = "unfinished (no eval.json)" if run.evaluation is None else "older"
+                say(f"skipped {run.path}: {why}; seed {run.seed} of {run.exp_name} on {run.env_id} "
+                    f"uses {best.path}")
+    return kept
 
 
 def stamp_of(run: Run):

@@ -50,11 +50,37 @@ def run_dir(tmp_path):
     return folder
 
 
-def test_load_runs_keeps_the_newest_run_per_seed(run_dir):
+def test_load_runs_keeps_the_newest_finished_run_per_seed(run_dir, capsys):
     runs = group(load_runs(run_dir))[("CartPole-v1", "dqn")]
     assert [run.seed for run in runs] == [1, 2, 3]
     assert runs[0].path.endswith("__2000") and len(runs[0].returns) == 21
-    assert runs[2].evaluation is None
+    assert runs[2].evaluation is None  # seed 3 has no finished run: its newest, still training, is drawn
+    assert capsys.readouterr().out == (f"skipped {run_dir}/CartPole-v1__dqn__1__1000: older; seed 1 of dqn on "
+                                       f"CartPole-v1 uses {run_dir}/CartPole-v1__dqn__1__2000\n")
+
+
+def test_a_finished_run_wins_over_a_newer_unfinished_one_and_each_skipped_run_is_named(tmp_path, capsys):
+    folder = str(tmp_path / "runs")
+    finished = fake_run(folder, "CartPole-v1", "ppo", 1, 1000, [100] * 40, eval_mean=500)  # the 100k-step run
+    interrupted = fake_run(folder, "CartPole-v1", "ppo", 1, 2000, [20] * 8)  # newer, no eval.json
+    older = fake_run(folder, "CartPole-v1", "ppo", 2, 1000, [50] * 10, eval_mean=100)
+    newer = fake_run(folder, "CartPole-v1", "ppo", 2, 3000, [60] * 10, eval_mean=200)
+    only_unfinished = fake_run(folder, "CartPole-v1", "ppo", 3, 1000, [30] * 5)  # a seed still training
+    runs = {run.seed: run.path for run in load_runs(folder)}
+    assert runs == {1: finished, 2: newer, 3: only_unfinished}
+    skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 2
+    assert interrupted in skipped[0] and "unfinished" in skipped[0] and finished in skipped[0]
+    assert older in skipped[1] and "older" in skipped[1] and newer in skipped[1]
+
+
+def test_plot_draws_the_finished_run_and_says_which_it_skipped(tmp_path, monkeypatch):
+    folder = str(tmp_path / "runs")
+    fake_run(folder, "CartPole-v1", "dqn", 1, 1000, [100] * 40, eval_mean=500)
+    interrupted = fake_run(folder, "CartPole-v1", "dqn", 1, 2000, [20] * 8)
+    legends, printed = run_plot(monkeypatch, folder)
+    assert f"skipped {interrupted}: unfinished" in printed
+    assert "final evaluation 500.0 (mean of 1 seed)" in printed
 
 
 def test_smoothing_and_first_reach(run_dir):
@@ -75,6 +101,125 @@ def test_benchmark_table_counts_seeds_over_the_threshold(run_dir):
     cells = [cell.strip() for cell in rows[2].split("|")[1:-1]]
     assert cells[:6] == ["dqn", "CartPole-v1", "2", "350.0 ± 150.0", "500 / 200", "1/2"]
     assert cells[6] == "1,900 / 9.5 (1/2 seeds)"
+
+
+PROSE = "# Results\n\nProse before, kept as it is.\n\n"
+
+
+def results_files(tmp_path, tuning_rows=""):
+    """A RESULTS-like file with prose around the machine, tuning and held-out regions, and a README-like one
+    with the summary region; returns their paths."""
+    results, readme = str(tmp_path / "RESULTS.md"), str(tmp_path / "README.md")
+    with open(results, "w") as f:
+        f.write(PROSE + "<!-- benchmark:machine -->\nMachine: old\n<!-- /benchmark -->\n\nTuning:\n\n"
+                "<!-- benchmark:tuning -->\n" + tuning_rows + "<!-- /benchmark -->\n\nMiddle prose.\n\n"
+                "<!-- benchmark:held-out -->\n<!-- /benchmark -->\n\nProse after.\n")
+    with open(readme, "w") as f:
+        f.write("# A README\n\n<!-- benchmark:summary -->\n<!-- /benchmark -->\n\n## Next section\n")
+    return results, readme
+
+
+def run_benchmark(monkeypatch, *arguments):
+    """benchmark.py's main() in this process (with --summarize-only or --check: no training); returns its exit
+    status (0, or sys.exit's argument) and what it printed."""
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--scripts", "dqn", *arguments])
+    output, status = io.StringIO(), 0
+    with contextlib.redirect_stdout(output):
+        try:
+            benchmark.main()
+        except SystemExit as end:
+            status = end.code
+    return status, output.getvalue()
+
+
+def outside_regions(text):
+    return benchmark.REGION.sub("<region>", text)
+
+
+@pytest.fixture
+def with_held_out(run_dir):
+    held_out = os.path.join(run_dir, "held-out")
+    fake_run(held_out, "CartPole-v1", "dqn", 101, 3000, [500] * 10, eval_mean=500)
+    fake_run(held_out, "CartPole-v1", "dqn", 102, 3000, [500] * 10, eval_mean=480)
+    return run_dir
+
+
+def test_benchmark_writes_the_tables_between_the_markers_and_leaves_the_prose(with_held_out, tmp_path,
+                                                                              monkeypatch):
+    stale_sac = ("| sac | Pendulum-v1 | 10 | -127.4 ± 6.0 | -134 | 10/10 | 9,400 / 38.4 (7/10 seeds) | 10,000 | 44.2 "
+                 "| 235 |\n")
+    results, readme = results_files(tmp_path, tuning_rows=stale_sac)
+    before = {path: open(path).read() for path in (results, readme)}
+    run_benchmark(monkeypatch, "--summarize-only", "--run-dir", with_held_out, "--out", results, readme)
+    after = {path: open(path).read() for path in (results, readme)}
+    for path in (results, readme):
+        assert outside_regions(after[path]) == outside_regions(before[path])
+    regions = benchmark.regions(after[results])
+    assert regions["machine"].strip() == f"Machine: {benchmark.versions()}"
+    tuning = benchmark.parse_rows(regions["tuning"])
+    assert tuning[("dqn", "CartPole-v1")] == benchmark.parse_rows(benchmark.table(with_held_out, ["dqn"]))[
+        ("dqn", "CartPole-v1")]
+    assert ("sac", "Pendulum-v1") in tuning  # a row of a script not benchmarked stays
+    held_out = benchmark.parse_rows(regions["held-out"])
+    assert list(held_out) == [("dqn", "CartPole-v1")] and held_out[("dqn", "CartPole-v1")][4] == "500 / 480"
+    summary = benchmark.parse_rows(benchmark.regions(after[readme])["summary"])
+    # dqn: seeds 1 and 2 evaluate 500 and 200 (1 solved), seeds 101 and 102 500 and 480 (2 solved); 2,550 steps
+    # in the tuning runs (the median of 2,100 and 3,000); 2.0 s a run
+    assert summary[("dqn", "CartPole-v1")] == ["dqn", "CartPole-v1", "3/4", "490", "2,550", "2 s"]
+    assert summary[("sac", "Pendulum-v1")][2:4] == ["10/10", "-134"]  # from the rows kept
+    # written again from the same runs: the same bytes
+    run_benchmark(monkeypatch, "--summarize-only", "--run-dir", with_held_out, "--out", results, readme)
+    assert {path: open(path).read() for path in (results, readme)} == after
+
+
+def test_benchmark_check_passes_on_a_fresh_write_and_names_each_edited_row(with_held_out, tmp_path, monkeypatch):
+    results, readme = results_files(tmp_path)
+    files = ["--run-dir", with_held_out, "--out", results, readme]
+    assert run_benchmark(monkeypatch, "--summarize-only", *files)[0] == 0
+    written = {path: open(path).read() for path in (results, readme)}
+    status, printed = run_benchmark(monkeypatch, "--check", *files)
+    assert status == 0 and "every row of ['dqn'] matches the runs" in printed
+    assert {path: open(path).read() for path in (results, readme)} == written  # --check writes nothing
+
+    def check_with(path, old, new):
+        assert written[path].count(old) == 1
+        with open(path, "w") as f:
+            f.write(written[path].replace(old, new))
+        status, printed = run_benchmark(monkeypatch, "--check", *files)
+        with open(path, "w") as f:
+            f.write(written[path])
+        assert status not in (0, None)
+        return [line for line in printed.splitlines() if not line.startswith("skipped")], str(status)
+
+    lines, status = check_with(results, "350.0 ± 150.0", "351.0 ± 150.0")  # a number of the tuning table
+    assert lines == [f"{results}, tuning seeds, dqn on CartPole-v1: final eval, mean ± std over seeds: "
+                     "'351.0 ± 150.0' in the file, '350.0 ± 150.0' from the runs"]
+    assert status.startswith("1 row differs from the runs in")
+    lines, _ = check_with(results, "500 / 480", "500 / 481")  # a per-seed number of the held-out table
+    assert lines == [f"{results}, held-out seeds, dqn on CartPole-v1: per-seed eval: '500 / 481' in the file, "
+                     "'500 / 480' from the runs"]
+    lines, _ = check_with(readme, "| 3/4 |", "| 4/4 |")  # the summary
+    assert lines == [f"{readme}, summary, dqn on CartPole-v1: seeds solved: '4/4' in the file, '3/4' from the tables"]
+    row = next(line for line in written[results].splitlines() if line.startswith("| dqn | CartPole-v1 | 2 |"))
+    lines, _ = check_with(results, row + "\n", "")  # a row deleted
+    assert lines == [f"{results}, tuning seeds, dqn on CartPole-v1: in the runs, not in the file"]
+    lines, _ = check_with(results, row, row + "\n" + row.replace("CartPole-v1", "Acrobot-v1"))  # a row made up
+    assert lines == [f"{results}, tuning seeds, dqn on Acrobot-v1: no finished runs",
+                     f"{readme}, summary, dqn on Acrobot-v1: in the tables, not in the file"]
+
+
+def test_benchmark_check_without_runs_is_one_line(tmp_path, monkeypatch):
+    results, readme = results_files(tmp_path)
+    status, _ = run_benchmark(monkeypatch, "--check", "--run-dir", str(tmp_path / "nothing"), "--out", results)
+    assert status.startswith(f"benchmark.py: error: no finished runs of ['dqn'] in {tmp_path / 'nothing'} ")
+
+
+def test_the_readme_summary_agrees_with_the_tables_of_results_md():
+    results, readme = (open(os.path.join(ROOT, name)).read() for name in ("RESULTS.md", "README.md"))
+    tables = benchmark.regions(results)
+    expected = benchmark.expected_regions({"RESULTS.md": results}, {"tuning": {}, "held-out": {}})
+    assert benchmark.regions(readme)["summary"].strip() == expected["summary"]
+    assert benchmark.parse_rows(expected["tuning"]) == benchmark.parse_rows(tables["tuning"])
 
 
 def test_plot_writes_one_figure_per_env_and_per_algorithm(run_dir, tmp_path):
