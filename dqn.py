@@ -63,7 +63,7 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
+    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = 1e-3
     """Adam step size α (decays linearly to 0 when anneal_lr)"""
@@ -227,24 +227,29 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, gym.spaces.Discrete):
-        fail(f"{SCRIPT}.py needs Discrete actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
-    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
+    observations = env.observation_space
+    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
+             f"{observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
-        (args.buffer_size <= 0 or args.batch_size <= 0, "buffer_size and batch_size must be positive"),
+        (min(args.buffer_size, args.batch_size) <= 0, "buffer_size and batch_size must be > 0"),
         (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
         (args.learning_starts < args.batch_size, "learning_starts must be at least batch_size"),
-        (args.total_timesteps <= args.learning_starts, f"total_timesteps ({args.total_timesteps}) must exceed "
-         f"learning_starts ({args.learning_starts}), or the run ends before its first gradient step"),
+        (args.total_timesteps <= args.learning_starts,
+         f"total_timesteps ({args.total_timesteps}) must exceed learning_starts "
+         f"({args.learning_starts}), or the run ends before its first gradient step"),
         (min(args.train_frequency, args.target_network_frequency, args.log_frequency) <= 0,
          "train_frequency, target_network_frequency and log_frequency must be positive"),
         (not (0 <= args.end_e <= args.start_e <= 1), "need 0 <= end_e <= start_e <= 1"),
         (not 0 < args.exploration_fraction <= 1, "exploration_fraction must lie in (0, 1]"),
-        (args.eval_episodes < 0 or args.torch_threads <= 0, "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.eval_episodes < 0 or args.torch_threads <= 0,
+         "eval_episodes must be >= 0 and torch_threads > 0"),
         (args.hidden_size <= 0, "hidden_size must be positive"),
     ]
     for bad, message in problems:
@@ -254,9 +259,11 @@ def check_args(args: Args, env: gym.Env):
 
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The greedy policy of the Q-network in a model.pt."""
-    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n), args.hidden_size).to(device)
+    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
+    q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
     q_network.load_state_dict(saved["q_network"])
-    return lambda obs: int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
+    return lambda obs: int(q_network(torch.as_tensor(obs, dtype=torch.float32,
+                                                     device=device)).argmax())
 
 
 # From here to the end, every script of this repository has the same lines (a test checks it). ---

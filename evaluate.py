@@ -4,16 +4,17 @@
     python evaluate.py "runs/CartPole-v1__ppo__1__*/model.pt" --episodes 20 --capture-video
     python evaluate.py runs/benchmark --episodes 5                           # every run in a folder
 
-MODEL is a model.pt, a run folder, a folder of run folders, or a pattern with * (expanded here, so that
-it works on every shell). The model is loaded by the script that wrote it (its name is in model.pt; the
-script must sit beside this file) and plays its deterministic policy: the greedy action, or the mean
-action with the observation normalization frozen. By default it plays the run's own final evaluation
-(the same episodes and start states, so it reproduces the run's eval.json); --episodes and --seed choose
-another test. Each evaluation writes eval.json (mean, std, returns, settings) and, with
---capture-video, one GIF per episode into a folder of its own, {out}/{run folder name}__{unix time}/,
-never into the training run.
+MODEL is a model.pt, a run folder, a folder of run folders, or a pattern with * (expanded here,
+so that it works on every shell). The model is loaded by the script that wrote it (its name is in
+model.pt; the script must sit beside this file) and plays its deterministic policy: the greedy
+action, or the mean action with the observation normalization frozen. By default it plays the
+run's own final evaluation (the same episodes and start states, so it reproduces the run's
+eval.json); --episodes and --seed choose another test. Each evaluation writes eval.json (mean, std,
+returns, settings) and, with --capture-video, one GIF per episode into a folder of its own,
+{out}/{run folder name}__{unix time}/, never into the training run.
 
-This tool is optional: the scripts do not need it, and a script copied alone trains and evaluates itself.
+This tool is optional: the scripts do not need it; a script copied alone trains and evaluates
+itself.
 """
 
 import argparse
@@ -58,7 +59,7 @@ def model_files(patterns: list) -> list:
 
 
 def load(path: str):
-    """(the script's module, its Args of the saved run, the saved dict) of one of our model.pt files."""
+    """(the script's module, the saved run's Args, the saved dict) of one of our model.pt files."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # not a file torch can read safely: not one of ours
@@ -111,7 +112,7 @@ class Watch(gym.Wrapper):
 def make_eval_env(module, env_id: str, video: bool) -> gym.Env:
     if not video:
         return module.make_env(env_id)
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic control draws with pygame, no window
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control: no window
     if sys.platform == "linux" and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL; without a screen: EGL
     try:
@@ -141,7 +142,8 @@ def evaluate_model(path: str, options) -> dict:
     watched = Watch(env, episodes, os.path.join(folder, "videos") if options.capture_video else "")
     returns = module.evaluate(policy, watched, episodes, seed)
     env.close()
-    result = {"mean": float(np.mean(returns or [np.nan])), "std": float(np.std(returns or [np.nan])),
+    mean, std = float(np.mean(returns or [np.nan])), float(np.std(returns or [np.nan]))
+    result = {"mean": mean, "std": std,
               "returns": returns, "episodes": len(returns), "model": os.path.abspath(path),
               "script": saved["script"], "env_id": args.env_id, "seed": seed,
               "global_step": saved.get("global_step"), "capture_video": options.capture_video,

@@ -121,7 +121,7 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
+    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = 1e-3
     """Adam step size α (decays linearly to 0 when anneal_lr)"""
@@ -563,24 +563,29 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, gym.spaces.Discrete):
-        fail(f"{SCRIPT}.py needs Discrete actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
-    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
+    observations = env.observation_space
+    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
+             f"{observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
-        (args.buffer_size <= 0 or args.batch_size <= 0, "buffer_size and batch_size must be positive"),
+        (min(args.buffer_size, args.batch_size) <= 0, "buffer_size and batch_size must be > 0"),
         (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
         (args.learning_starts < args.batch_size, "learning_starts must be at least batch_size"),
-        (args.total_timesteps <= args.learning_starts, f"total_timesteps ({args.total_timesteps}) must exceed "
-         f"learning_starts ({args.learning_starts}), or the run ends before its first gradient step"),
+        (args.total_timesteps <= args.learning_starts,
+         f"total_timesteps ({args.total_timesteps}) must exceed learning_starts "
+         f"({args.learning_starts}), or the run ends before its first gradient step"),
         (min(args.train_frequency, args.target_network_frequency, args.log_frequency) <= 0,
          "train_frequency, target_network_frequency and log_frequency must be positive"),
         (not (0 <= args.end_e <= args.start_e <= 1), "need 0 <= end_e <= start_e <= 1"),
         (not 0 < args.exploration_fraction <= 1, "exploration_fraction must lie in (0, 1]"),
-        (args.eval_episodes < 0 or args.torch_threads <= 0, "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.eval_episodes < 0 or args.torch_threads <= 0,
+         "eval_episodes must be >= 0 and torch_threads > 0"),
         (args.hidden_size <= 0, "hidden_size must be positive"),
         (args.per_alpha < 0, "per_alpha must be >= 0"),
         (not 0 <= args.per_beta_start <= 1, "per_beta_start must lie in [0, 1]"),
@@ -598,15 +603,18 @@ def check_args(args: Args, env: gym.Env):
 
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The greedy policy of the Q-network in a model.pt, without noise (eval mode)."""
-    q_network = make_q_network(args, env.observation_space.shape[0], int(env.action_space.n)).to(device)
+    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
+    q_network = make_q_network(args, obs_dim, n_actions).to(device)
     q_network.load_state_dict(saved["q_network"])
     q_network.eval()
-    return lambda obs: int(q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax())
+    return lambda obs: int(q_network(torch.as_tensor(obs, dtype=torch.float32,
+                                                     device=device)).argmax())
 
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
-    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of the
-    tuned env with the same kind of action space (TUNED_ON); print the values filled in, but `quiet`."""
+    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of
+    the tuned env with the same kind of action space (TUNED_ON); print the values filled in, but
+    those in `quiet`."""
     tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
         (env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)), None)
     filled = {key: value for key, value in ENV_DEFAULTS.get(tuned, {}).items()
@@ -619,11 +627,12 @@ def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Arg
 
 
 def parse_command_line() -> Args:
-    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: so --help shows
-    the values a run would use, and the settings the command line gives are not printed as defaults."""
+    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: --help shows
+    the values a run would use, and the settings the command line gives are not shown as defaults.
+    """
     argv = [part for token in sys.argv[1:] for part in token.split("=", 1)]
     env_id = next((value for flag, value in zip(argv, argv[1:]) if flag == "--env-id"), Args.env_id)
-    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag.startswith("--")}
+    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag[:2] == "--"}
     defaults = with_env_defaults(Args(env_id=env_id), make_env(env_id), quiet=given)
     return tyro.cli(Args, default=defaults)
 

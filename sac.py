@@ -81,7 +81,7 @@ class Args:
     save_model: bool = True
     """write the trained weights to model.pt"""
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
+    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = 1e-3  # RL Zoo
     """Adam step size of the actor, of the critics and of log α"""
@@ -346,26 +346,32 @@ def train(args: Args) -> dict:
 def check_args(args: Args, env: gym.Env):
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
-        fail(f"{SCRIPT}.py needs Box (continuous) actions, and {args.env_id} has {type(space).__name__} "
+        fail(f"{SCRIPT}.py needs Box (continuous) actions, and {args.env_id} has "
+             f"{type(space).__name__} "
              "actions: use dqn.py (or ppo.py, a2c.py) for discrete actions")
-    if len(space.shape) != 1 or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        fail(f"{SCRIPT}.py scales its actions to finite bounds of a flat Box, and {args.env_id} has {space}")
-    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
+    if len(space.shape) != 1 or not np.all(np.isfinite(np.concatenate([space.low, space.high]))):
+        fail(f"{SCRIPT}.py scales its actions to finite bounds of a flat Box, and {args.env_id} "
+             f"has {space}")
+    observations = env.observation_space
+    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
+             f"{observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.total_timesteps <= args.learning_starts,
-         f"total_timesteps ({args.total_timesteps}) must exceed learning_starts ({args.learning_starts}), "
+         f"total_timesteps ({args.total_timesteps}) must exceed learning_starts "
+         f"({args.learning_starts}), "
          "or the run ends before its first gradient step"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (not 0 < args.tau <= 1, "tau must lie in (0, 1]"),
-        (args.buffer_size <= 0 or args.batch_size <= 0, "buffer_size and batch_size must be positive"),
+        (min(args.buffer_size, args.batch_size) <= 0, "buffer_size and batch_size must be > 0"),
         (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
         (args.learning_starts < args.batch_size, "learning_starts must be at least batch_size"),
         (args.alpha <= 0, "alpha must be positive"),
         (args.log_frequency <= 0, "log_frequency must be positive"),
-        (args.eval_episodes < 0 or args.torch_threads <= 0, "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.eval_episodes < 0 or args.torch_threads <= 0,
+         "eval_episodes must be >= 0 and torch_threads > 0"),
         (args.hidden_size <= 0, "hidden_size must be positive"),
     ]
     for bad, message in problems:
@@ -377,7 +383,8 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The squashed mean action of the actor in a model.pt."""
     actor = Actor(env.observation_space.shape[0], env.action_space, args.hidden_size).to(device)
     actor.load_state_dict(saved["actor"])
-    return lambda obs: actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+    return lambda obs: actor.deterministic(
+        torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
 
 # From here to the end, every script of this repository has the same lines (a test checks it). ---

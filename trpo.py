@@ -84,7 +84,7 @@ class Args:
     save_model: bool = True
     """write the trained weights and the normalization statistics to model.pt"""
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time} (plots group by it)"""
+    """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = 1e-3
     """Adam step size α of the critic's regression (TRPO-5); the actor moves by the trust-region step"""
@@ -549,8 +549,10 @@ def check_args(args: Args, env: gym.Env):
              "actions (no script here handles them)")
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
-    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has {env.observation_space}")
+    observations = env.observation_space
+    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
+             f"{observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
@@ -565,7 +567,8 @@ def check_args(args: Args, env: gym.Env):
         (args.backtrack_iters <= 0 or not 0 < args.backtrack_coef < 1,
          "backtrack_iters must be positive and backtrack_coef lie in (0, 1)"),
         (args.log_frequency <= 0, "log_frequency must be positive"),
-        (args.eval_episodes < 0 or args.torch_threads <= 0, "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.eval_episodes < 0 or args.torch_threads <= 0,
+         "eval_episodes must be >= 0 and torch_threads > 0"),
         (args.hidden_size <= 0, "hidden_size must be positive"),
     ]
     for bad, message in problems:
@@ -601,8 +604,9 @@ def whole_rollouts(args: Args) -> Args:
 
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
-    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of the
-    tuned env with the same kind of action space (TUNED_ON); print the values filled in, but `quiet`."""
+    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of
+    the tuned env with the same kind of action space (TUNED_ON); print the values filled in, but
+    those in `quiet`."""
     tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
         (env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)), None)
     filled = {key: value for key, value in ENV_DEFAULTS.get(tuned, {}).items()
@@ -615,11 +619,12 @@ def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Arg
 
 
 def parse_command_line() -> Args:
-    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: so --help shows
-    the values a run would use, and the settings the command line gives are not printed as defaults."""
+    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: --help shows
+    the values a run would use, and the settings the command line gives are not shown as defaults.
+    """
     argv = [part for token in sys.argv[1:] for part in token.split("=", 1)]
     env_id = next((value for flag, value in zip(argv, argv[1:]) if flag == "--env-id"), Args.env_id)
-    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag.startswith("--")}
+    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag[:2] == "--"}
     defaults = with_env_defaults(Args(env_id=env_id), make_env(env_id), quiet=given)
     return tyro.cli(Args, default=defaults)
 
