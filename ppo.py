@@ -408,11 +408,10 @@ def train(args: Args) -> dict:
     seed_everything(args.seed, args)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    # Gymnasium 1.x vector envs reset an env whose episode ended on the *next* step by default. We
-    # ask for the SAME_STEP mode instead: the step that ends an episode already returns the first
-    # observation of the next one, and the real final observation arrives in info["final_obs"]. So
-    # every step of the rollout is a real transition (none is wasted on a reset step), and on a
-    # truncation we can bootstrap from V(final observation), the state where the time limit cut it.
+    # Gymnasium 1.x vector envs reset a finished env on the *next* step by default. In SAME_STEP
+    # mode, the step that ends an episode already returns the next episode's first observation, and
+    # the real final observation comes in info["final_obs"]: every step of the rollout is a real
+    # transition (none is wasted on a reset), and a truncation can bootstrap from V(final obs).
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     action_space, obs_dim = envs.single_action_space, envs.single_observation_space.shape[0]
@@ -432,9 +431,8 @@ def train(args: Args) -> dict:
 
     @torch.no_grad()
     def deterministic_policy(obs):  # the evaluation's: mean or most probable action
-        obs = normalizer.observation(obs, update=False)  # with the statistics frozen
-        action = actor.mode(torch.as_tensor(obs, device=device))
-        return env_actions(action.cpu().numpy(), action_space)
+        obs = torch.as_tensor(normalizer.observation(obs, update=False), device=device)
+        return env_actions(actor.mode(obs).cpu().numpy(), action_space)
 
     metric_names = ["policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
                     "learning_rate"]
@@ -465,11 +463,9 @@ def train(args: Args) -> dict:
                 rollout.rewards[step] = normalizer.reward(rewards, done)
                 rollout.terminated[step] = terminated
                 rollout.truncated[step] = truncated & ~terminated  # cut by a time limit only
-                # Easy to overlook: advance obs. Where an episode just ended, next_obs is already
-                # the first observation of the env's next episode (SAME_STEP autoreset)
+                # Easy to overlook: advance obs; a finished env's next_obs starts its next episode
                 obs = normalizer.observation(next_obs, update=True)
-                # Easy to overlook: at a time limit, bootstrap from V of the real final observation,
-                # info["final_obs"], not of next_obs, which belongs to the next episode
+                # Easy to overlook: a time limit bootstraps from the real final obs, not next_obs
                 if rollout.truncated[step].any():
                     cut = rollout.truncated[step]
                     final_obs = np.stack(info["final_obs"][cut])
