@@ -7,8 +7,7 @@ ICLR 2016.
 Lecture 7, TRPO slides.
 
 The lecture's steps, as labelled in the code below:
-  TRPO-1  collect num_steps steps of num_envs environments with π_θk; advantages Â_t by GAE(λ)
-          with V_φ
+  TRPO-1  collect num_steps steps of num_envs envs with π_θk; advantages Â_t by GAE(λ) with V_φ
   TRPO-2  surrogate L(θ_k, θ) = mean π_θ(a_t|s_t) / π_θk(a_t|s_t) · Â_t and its gradient g at θ_k:
           L estimates, from π_θk's own samples, how much better π_θ does, an estimate to trust only
           near θ_k
@@ -95,8 +94,7 @@ class Args:
     """a model.pt to evaluate, without training (e.g. runs/CartPole-v1__dqn__1__1764000000/model.pt)"""
 
     learning_rate: float = 1e-3
-    """Adam step size α of the critic's regression (TRPO-5); the actor moves by the trust-region
-    step"""
+    """Adam step size α of the critic's regression (TRPO-5); the actor takes trust-region steps"""
     num_envs: int = None
     """environments stepped in parallel (per-env default: ENV_DEFAULTS)"""
     num_steps: int = None
