@@ -1,24 +1,27 @@
 """A2C: synchronous advantage actor-critic, for Discrete and Box actions.
 
 Paper: Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016 (A2C is its
-synchronous variant, as in OpenAI Baselines); GAE from Schulman et al., "High-Dimensional Continuous Control
-Using Generalized Advantage Estimation", ICLR 2016.
+synchronous variant, as in OpenAI Baselines); GAE from Schulman et al., "High-Dimensional
+Continuous Control Using Generalized Advantage Estimation", ICLR 2016.
 The lecture on policy-based RL, A2C slides.
 
 The lecture's steps, as labelled in the code below:
   A2C-1  actor π_θ(a|s) (softmax for Discrete, Gaussian for Box actions) and critic V_φ(s)
-  A2C-2  advantages from r_t + γ V_φ(s_{t+1}) − V_φ(s_t), over num_steps steps of num_envs environments by
-         GAE(λ) (λ = 1: the n-step advantage): subtracting the critic's baseline V_φ(s_t) lowers the variance
-         of the policy gradient without biasing it
-  A2C-3  actor loss −log π_θ(a_t|s_t) Â_t (Â_t a constant), minus an optional entropy bonus: its gradient is
-         the policy gradient, which makes the actions with a positive advantage more probable
-  A2C-4  critic loss (R̂_t − V_φ(s_t))²; one synchronous gradient step per rollout, gradient-norm clipping.
-         The num_envs parallel environments make each batch less correlated, where DQN needs a replay buffer
+  A2C-2  advantages from r_t + γ V_φ(s_{t+1}) − V_φ(s_t), over num_steps steps of num_envs
+         environments by GAE(λ) (λ = 1: the n-step advantage): subtracting the critic's baseline
+         V_φ(s_t) lowers the variance of the policy gradient without biasing it
+  A2C-3  actor loss −log π_θ(a_t|s_t) Â_t (Â_t a constant), minus an optional entropy bonus: its
+         gradient is the policy gradient, which makes the actions with a positive advantage more
+         probable
+  A2C-4  critic loss (R̂_t − V_φ(s_t))²; one synchronous gradient step per rollout, gradient-norm
+         clipping. The num_envs parallel environments make each batch less correlated, where DQN
+         needs a replay buffer
 
-Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout buffer,
-GAE and the update, the normalization of observations and rewards, then train(), the loop that collects
-each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in the per-env defaults,
-the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout
+buffer, GAE and the update, the normalization of observations and rewards, then train(), the loop
+that collects each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in
+the per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first
+reading.
 
 Run:
   python a2c.py                              # CartPole-v1, 300k steps
@@ -45,17 +48,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-# Settings whose good value depends on the env. A setting left at None on the command line takes its value
-# from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
-# resolved values are printed at the start and written to args.json.
+# Settings whose good value depends on the env. A setting left at None on the command line takes its
+# value from this table (other envs: from the tuned env with the same kind of action space, see
+# TUNED_ON); the resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # RL Baselines3 Zoo's A2C, with Adam at 1e-3 instead of its RMSprop at 7e-4
-    "CartPole-v1": dict(total_timesteps=300_000, num_envs=8, num_steps=5, gamma=0.99, gae_lambda=1.0,
-                        learning_rate=1e-3, norm_obs=False, norm_reward=False, norm_adv=True, ent_coef=0.0),
-    # RL Baselines3 Zoo's A2C without its gSDE; learning_rate and norm_obs from our own runs
-    # ent_coef 0.01 (Mnih et al.'s β): the 3 of seeds 1-10 that settled on a poor policy without it solve with it
-    "Pendulum-v1": dict(total_timesteps=499_968, num_envs=8, num_steps=8, gamma=0.9, gae_lambda=0.9,
-                        learning_rate=3e-3, norm_obs=False, norm_reward=True, norm_adv=False, ent_coef=0.01),
+    # RL Zoo, with Adam at 1e-3 instead of its RMSprop at 7e-4
+    "CartPole-v1": dict(total_timesteps=300_000, num_envs=8, num_steps=5, gamma=0.99,
+                        gae_lambda=1.0, learning_rate=1e-3, norm_obs=False, norm_reward=False,
+                        norm_adv=True, ent_coef=0.0),
+    # RL Zoo without its gSDE; learning_rate, norm_obs and ent_coef (the paper's β) ours
+    # (README: how the defaults were chosen)
+    "Pendulum-v1": dict(total_timesteps=499_968, num_envs=8, num_steps=8, gamma=0.9,
+                        gae_lambda=0.9, learning_rate=3e-3, norm_obs=False, norm_reward=True,
+                        norm_adv=False, ent_coef=0.01),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -84,23 +89,25 @@ class Args:
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = None
-    """Adam step size α (decays linearly to 0 when anneal_lr) (per-env default: ENV_DEFAULTS)"""
+    """Adam step size α (decays linearly to 0 when anneal_lr; per-env default: ENV_DEFAULTS)"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training"""
     num_envs: int = None
     """environments stepped in parallel (per-env default: ENV_DEFAULTS)"""
     num_steps: int = None
-    """steps of each environment per rollout; a rollout holds num_envs * num_steps samples (per-env default: ENV_DEFAULTS)"""
+    """steps of each environment per rollout; a rollout holds num_envs * num_steps samples
+    (per-env default: ENV_DEFAULTS)"""
     gamma: float = None
     """discount factor γ (per-env default: ENV_DEFAULTS)"""
     gae_lambda: float = None
-    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end (per-env default: ENV_DEFAULTS)"""
+    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end
+    (per-env default: ENV_DEFAULTS)"""
     hidden_size: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
     bound_mean: bool = True
-    """Box actions: keep the Gaussian's mean inside the action bounds (see GaussianActor.bound_mean)"""
+    """Box actions: keep the Gaussian's mean inside the action bounds (GaussianActor.bound_mean)"""
     norm_obs: bool = None
     """normalize observations by their running mean and std (per-env default: ENV_DEFAULTS)"""
     norm_reward: bool = None
@@ -117,14 +124,15 @@ class Args:
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The actor, the critic, the rollout buffer and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
-    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
-    and layer scaling" trick); the small out_gain of the policy head makes the first policy nearly uniform."""
-    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh(),
-              nn.Linear(hidden_size, out_dim)]
+    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal
+    initialization and layer scaling" trick); the small out_gain of the policy head makes the first
+    policy nearly uniform."""
+    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size),
+              nn.Tanh(), nn.Linear(hidden_size, out_dim)]
     for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
         nn.init.orthogonal_(layer.weight, gain)
         nn.init.zeros_(layer.bias)
@@ -141,9 +149,11 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
     """log N(a; μ, diag σ²) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]."""
-    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std
+            - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
@@ -175,11 +185,12 @@ class CategoricalActor(nn.Module):
 class GaussianActor(nn.Module):
     """π_θ(a|s) = N(μ_θ(s), diag σ²) for Box actions, with a state-independent learned log σ.
 
-    The environment gets the sample clipped into the action bounds, while the log-probability (and so the
-    gradient of A2C-3) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew. This is the
-    usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability stays exact and cheap, and the
-    clipping is part of the environment. Squashing the sample with tanh instead would need a change-of-variables
-    term in the log-probability (as sac.py does); bound_mean squashes only the mean μ, which needs none."""
+    The environment gets the sample clipped into the action bounds, while the log-probability (and
+    so the gradient of A2C-3) is that of the unclipped sample a ~ N(μ, σ²), the one the policy
+    really drew. This is the usual choice (CleanRL, SB3, the PPO paper): the Gaussian's
+    log-probability stays exact and cheap, and the clipping is part of the environment. Squashing
+    the sample with tanh instead would need a change-of-variables term in the log-probability (as
+    sac.py does); bound_mean squashes only the mean μ, which needs none."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
         super().__init__()
@@ -189,15 +200,17 @@ class GaussianActor(nn.Module):
         self.register_buffer("half_width", None)
 
     def bound_mean(self, low: np.ndarray, high: np.ndarray):
-        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the finite
-        action bounds [low, high]. Without this, Pendulum's mean often drifts far outside [-2, 2] (we measured
-        |μ| ≈ 10 in 99% of the states on a failed seed): every sample is then clipped to the same bound, the
-        advantages carry no information about the action, and learning stalls. Only the mean is squashed; the
-        sample a ~ N(μ, σ²) and its exact Gaussian log-probability stay as above."""
-        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):  # buffers: saved with the weights in model.pt
-            device = self.log_std.device
-            self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32, device=device))
-            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, dtype=torch.float32, device=device))
+        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the
+        finite action bounds [low, high]. Without this, Pendulum's mean often drifts far outside
+        [-2, 2] (we measured |μ| ≈ 10 in 99% of the states on a failed seed): every sample is then
+        clipped to the same bound, the advantages carry no information about the action, and
+        learning stalls. Only the mean is squashed; the sample a ~ N(μ, σ²) and its exact Gaussian
+        log-probability stay as above."""
+        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
+            # buffers, not parameters: saved with the weights in model.pt, but never trained
+            float32 = dict(dtype=torch.float32, device=self.log_std.device)
+            self.register_buffer("center", torch.as_tensor((high + low) / 2, **float32))
+            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, **float32))
 
     def mu(self, obs: torch.Tensor) -> torch.Tensor:
         """μ_θ(s): the output of the mean network, squashed into the bounds after bound_mean."""
@@ -211,7 +224,8 @@ class GaussianActor(nn.Module):
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
         mean = self.mu(obs)
-        return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
+        return (gaussian_log_prob(mean, self.log_std, actions),
+                gaussian_entropy(self.log_std).expand(len(mean)))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy of the evaluation: the mean action."""
@@ -230,7 +244,7 @@ class Critic(nn.Module):
 
 
 def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
-    """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
+    """What the env gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(actions, action_space.low, action_space.high)
     return actions
@@ -239,17 +253,21 @@ def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
 class RolloutBuffer:
     """What A2C-2 collects, preallocated: one row per step, one column per env."""
 
-    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple, discrete: bool):
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple,
+                 discrete: bool):
         shape = (num_steps, num_envs)
         self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
         self.actions = np.zeros(shape + action_shape, dtype=np.int64 if discrete else np.float32)
-        self.rewards, self.values = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-        self.final_values = np.zeros(shape, dtype=np.float32)  # V(final observation) where a time limit hit
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        # V(final observation) where a time limit cut the episode, the bootstrap of next_values
+        self.final_values = np.zeros(shape, dtype=np.float32)
         self.terminated, self.truncated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
 
     def next_values(self, last_values: np.ndarray) -> np.ndarray:
-        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation) where a time
-        limit cut the episode, and last_values, V(obs) after the last step, for the last row."""
+        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation)
+        where a time limit cut the episode, and last_values, V(obs) after the last step, for the
+        last row."""
         next_values = np.concatenate([self.values[1:], last_values[None]])
         return np.where(self.truncated, self.final_values, next_values)
 
@@ -261,19 +279,21 @@ class RolloutBuffer:
 
 @torch.no_grad()
 def value_of(critic: nn.Module, obs: np.ndarray, device: torch.device) -> np.ndarray:
-    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows into it."""
+    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows back."""
     return critic(torch.as_tensor(obs, device=device)).cpu().numpy()
 
 
 def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, gae_lambda: float):
-    """A2C-2: GAE(λ) advantages and the critic's targets; arrays of shape (num_steps, num_envs).
+    """A2C-2: GAE(λ) advantages and the critic's targets.
 
-    next_values[t] is V(s_{t+1}) of the step's *real* successor: V(final observation) when a time limit
-    cut the episode at step t. Two masks, because the two ends differ:
-      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)      only a termination stops the bootstrap
-      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}                       any end (done = terminated or truncated)
-                                                                  stops the sum: t+1 is another episode
-    The critic's target R̂_t = Â_t + V(s_t) is the λ-return."""
+    The arrays have shape (num_steps, num_envs). next_values[t] is V(s_{t+1}) of the step's *real*
+    successor: V(final observation) when a time limit cut the episode at step t. Two masks, because
+    the two ends differ:
+      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)
+      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}
+    Only a termination stops the bootstrap in δ_t; any end (done = terminated or truncated) stops
+    the sum in Â_t, since step t+1 then belongs to another episode. The critic's target
+    R̂_t = Â_t + V(s_t) is the λ-return."""
     advantages = np.zeros_like(rewards)
     next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(len(rewards))):
@@ -283,15 +303,16 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
     return advantages, advantages + values
 
 
-def update(actor: nn.Module, critic: nn.Module, optimizer, batch, ent_coef: float, vf_coef: float,
-           max_grad_norm: float, norm_adv: bool):
-    """A2C-3 and A2C-4 on one rollout: one Adam step on the actor's and the critic's losses together.
-    Returns the policy loss, the value loss and the mean entropy."""
+def update(actor: nn.Module, critic: nn.Module, optimizer, batch, *, ent_coef: float,
+           vf_coef: float, max_grad_norm: float, norm_adv: bool):
+    """A2C-3 and A2C-4 on one rollout: one Adam step on the actor's and the critic's losses
+    together. Returns the policy loss, the value loss and the mean entropy."""
     obs, actions, advantages, returns = batch
     parameters = list(actor.parameters()) + list(critic.parameters())
-    # A2C-3: actor loss −log π_θ(a|s) Â, the advantages constants (computed without gradient)
+    # A2C-3: actor loss −log π_θ(a|s) Â. Easy to overlook: Â and the critic's targets R̂ are
+    # constants, computed without gradient at A2C-2, so no gradient flows through them
     new_log_probs, entropy = actor.log_prob_entropy(obs, actions)
-    if norm_adv and len(advantages) > 1:  # std() of a single sample is NaN: leave it as it is (as SB3 does)
+    if norm_adv and len(advantages) > 1:  # std() of one sample is NaN: leave it (as SB3 does)
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = -(new_log_probs * advantages).mean()
     # A2C-4: critic loss (R̂ − V_φ(s))², then one synchronous gradient step on the whole rollout
@@ -304,11 +325,11 @@ def update(actor: nn.Module, critic: nn.Module, optimizer, batch, ent_coef: floa
     return policy_loss, value_loss, entropy.mean()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Normalization of observations and rewards (the lecture's "observation and reward scaling" trick)
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class RunningMeanStd:
-    """Mean and variance of all the arrays seen so far, updated a batch at a time (Chan et al.'s merge)."""
+    """Mean and variance of all the arrays seen so far, merged a batch at a time (Chan et al.)."""
 
     def __init__(self, shape=()):
         self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
@@ -317,23 +338,28 @@ class RunningMeanStd:
         batch_mean, batch_var, n = batch.mean(0), batch.var(0), len(batch)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.var = (self.var * self.count + batch_var * n
+                    + delta ** 2 * self.count * n / total) / total
         self.count = total
 
     def state_dict(self) -> dict:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": float(self.count)}
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var),
+                "count": float(self.count)}
 
     def load_state_dict(self, state: dict):
-        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), state["count"]
+        self.mean, self.var = state["mean"].numpy(), state["var"].numpy()
+        self.count = state["count"]
 
 
 class Normalizer:
-    """Observations → clip((s − mean) / std, ±10) with the running mean and std of the training observations;
-    rewards → r / std(R), R ← γR + r the running discounted return of each env (SB3's VecNormalize).
-    Scaling rewards keeps the critic's targets near 1 whatever the env's reward scale. The statistics are
-    saved in model.pt and used frozen (update=False) by the evaluation, which sees the same inputs as training."""
+    """Observations → clip((s − mean) / std, ±10) with the running mean and std of the training
+    observations; rewards → r / std(R), R ← γR + r the running discounted return of each env
+    (SB3's VecNormalize). Scaling rewards keeps the critic's targets near 1 whatever the env's
+    reward scale. The statistics are saved in model.pt and used frozen (update=False) by the
+    evaluation, which sees the same inputs as training."""
 
-    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool, norm_reward: bool):
+    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool,
+                 norm_reward: bool):
         self.norm_obs, self.norm_reward, self.gamma = norm_obs, norm_reward, gamma
         self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
         self.discounted_return = np.zeros(num_envs)
@@ -343,7 +369,8 @@ class Normalizer:
             return obs.astype(np.float32)
         if update:
             self.obs_rms.update(obs)
-        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(normalized, -10, 10).astype(np.float32)
 
     def reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         if not self.norm_reward:
@@ -361,9 +388,9 @@ class Normalizer:
         self.return_rms.load_state_dict(state["return_rms"])
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     args = with_env_defaults(args, env)
@@ -373,34 +400,33 @@ def train(args: Args) -> dict:
     seed_everything(args.seed, args)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    # Gymnasium 1.x vector envs reset an env whose episode ended on the *next* step by default. We ask for the
-    # SAME_STEP mode instead: the step that ends an episode already returns the first observation of the next
-    # one, and the real final observation arrives in info["final_obs"]. So every step of the rollout is a
-    # real transition (none is wasted on a reset step), and on a truncation we can bootstrap from
-    # V(final observation), the value of the state where the time limit cut the episode.
+    # Gymnasium 1.x vector envs reset a finished env on the *next* step by default. In SAME_STEP
+    # mode, the step that ends an episode already returns the next episode's first observation, and
+    # the real final observation comes in info["final_obs"]: every step of the rollout is a real
+    # transition (none is wasted on a reset), and a truncation can bootstrap from V(final obs).
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     action_space, obs_dim = envs.single_action_space, envs.single_observation_space.shape[0]
     discrete = isinstance(action_space, gym.spaces.Discrete)
     action_shape = () if discrete else action_space.shape
-    # A2C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides
+    # A2C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, two networks as on the slides
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0], args.hidden_size,
-                        args.log_std_init).to(device)
+    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0],
+                        args.hidden_size, args.log_std_init).to(device)
     if not discrete and args.bound_mean:
         actor.bound_mean(action_space.low, action_space.high)
     critic = Critic(obs_dim, args.hidden_size).to(device)
     parameters = list(actor.parameters()) + list(critic.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
     rollout = RolloutBuffer(args.num_steps, args.num_envs, obs_dim, action_shape, discrete)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
 
     @torch.no_grad()
-    def deterministic_policy(obs):  # for the evaluation: mean or most probable action, statistics frozen
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
-        return env_actions(action.cpu().numpy(), action_space)
+    def deterministic_policy(obs):  # the evaluation's: mean or most probable action
+        obs = torch.as_tensor(normalizer.observation(obs, update=False), device=device)
+        return env_actions(actor.mode(obs).cpu().numpy(), action_space)
 
     with Run(args, envs, device, num_iterations * batch_size,
              ["policy_loss", "value_loss", "entropy", "learning_rate"]) as run:
@@ -411,7 +437,8 @@ def train(args: Args) -> dict:
         obs = normalizer.observation(obs, update=True)
         for iteration in range(num_iterations):
             if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - iteration / num_iterations)
+                fraction_left = 1.0 - iteration / num_iterations
+                optimizer.param_groups[0]["lr"] = args.learning_rate * fraction_left
 
             # A2C-2 (data): run num_steps steps of every env with the current policy π_θ
             for step in range(args.num_steps):
@@ -420,28 +447,38 @@ def train(args: Args) -> dict:
                 actions = actions.cpu().numpy()
                 rollout.obs[step], rollout.actions[step] = obs, actions
                 rollout.values[step] = value_of(critic, obs, device)
-                next_obs, rewards, terminated, truncated, info = envs.step(env_actions(actions, action_space))
+                next_obs, rewards, terminated, truncated, info = envs.step(
+                    env_actions(actions, action_space))
                 global_step += args.num_envs
                 done = terminated | truncated
                 run.rewards(global_step, rewards, done)
                 rollout.rewards[step] = normalizer.reward(rewards, done)
-                rollout.terminated[step], rollout.truncated[step] = terminated, truncated & ~terminated
-                obs = normalizer.observation(next_obs, update=True)  # of a finished env: its next episode's start
-                if rollout.truncated[step].any():  # bootstrap value of the real final observation
+                rollout.terminated[step] = terminated
+                rollout.truncated[step] = truncated & ~terminated  # cut by a time limit only
+                # Easy to overlook: advance obs; a finished env's next_obs starts its next episode
+                obs = normalizer.observation(next_obs, update=True)
+                # Easy to overlook: a time limit bootstraps from the real final obs, not next_obs
+                if rollout.truncated[step].any():
                     cut = rollout.truncated[step]
-                    final_obs = normalizer.observation(np.stack(info["final_obs"][cut]), update=False)
+                    final_obs = np.stack(info["final_obs"][cut])
+                    final_obs = normalizer.observation(final_obs, update=False)
                     rollout.final_values[step, cut] = value_of(critic, final_obs, device)
 
             # A2C-2: GAE advantages and the critic's targets, from V(s_{t+1}) of each real successor
             next_values = rollout.next_values(value_of(critic, obs, device))
-            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values, rollout.terminated,
-                                              rollout.terminated | rollout.truncated, args.gamma, args.gae_lambda)
+            dones = rollout.terminated | rollout.truncated
+            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values,
+                                              rollout.terminated, dones, args.gamma,
+                                              args.gae_lambda)
             # A2C-3 and A2C-4: one gradient step on the actor's and the critic's losses
-            losses = update(actor, critic, optimizer, rollout.batch(advantages, returns, device),
-                            args.ent_coef, args.vf_coef, args.max_grad_norm, args.norm_adv)
+            batch = rollout.batch(advantages, returns, device)
+            losses = update(actor, critic, optimizer, batch, ent_coef=args.ent_coef,
+                            vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
+                            norm_adv=args.norm_adv)
             if global_step - last_log_step >= args.log_frequency:
                 last_log_step = global_step
-                run.log(global_step, *(loss.item() for loss in losses), optimizer.param_groups[0]["lr"])
+                run.log(global_step, *(loss.item() for loss in losses),
+                        optimizer.param_groups[0]["lr"])
         return run.evaluate(global_step, deterministic_policy)
 
 
@@ -451,7 +488,8 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions (no script here handles them)")
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
@@ -480,9 +518,11 @@ def check_args(args: Args, env: gym.Env):
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The deterministic policy (mean or most probable action) of the actor in a model.pt, with
     its observation normalization frozen."""
-    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    obs_dim = env.observation_space.shape[0]
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0], args.hidden_size,
+    action_dim = int(env.action_space.n) if discrete else env.action_space.shape[0]
+    actor = actor_class(obs_dim, action_dim, args.hidden_size,
                         args.log_std_init).to(device)
     if not discrete and args.bound_mean:
         actor.bound_mean(env.action_space.low, env.action_space.high)
@@ -491,7 +531,8 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     normalizer.load_state_dict(saved["normalizer"])
 
     def policy(obs):
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        normalized = normalizer.observation(obs, update=False)
+        action = actor.mode(torch.as_tensor(normalized, device=device))
         return env_actions(action.cpu().numpy(), env.action_space)
     return policy
 
@@ -501,8 +542,8 @@ def whole_rollouts(args: Args) -> Args:
     rollout = args.num_envs * args.num_steps
     rounded = -(-args.total_timesteps // rollout) * rollout
     if rounded != args.total_timesteps:
-        print(f"total_timesteps {args.total_timesteps:,} rounded up to {rounded:,}, whole rollouts of "
-              f"num_envs × num_steps = {args.num_envs} × {args.num_steps} = {rollout:,} steps")
+        print(f"total_timesteps {args.total_timesteps:,} rounded up to {rounded:,}, whole rollouts"
+              f" of num_envs × num_steps = {args.num_envs} × {args.num_steps} = {rollout:,} steps")
     return replace(args, total_timesteps=rounded)
 
 

@@ -1,39 +1,40 @@
 """A3C: asynchronous advantage actor-critic, for Discrete and Box actions.
 
-Paper: Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016 (Algorithm S3, the
-advantage actor-critic of the supplementary material). Lecture 7, A3C slides.
+Paper: Mnih et al., "Asynchronous Methods for Deep Reinforcement Learning", ICML 2016 (Algorithm
+S3, the advantage actor-critic of the supplementary material). Lecture 7, A3C slides.
 
 The lecture's steps, as labelled in the code below:
-  A3C-1  a global actor π_θ and critic V_φ and one optimizer, in shared memory; num_workers workers, each
-         with its own environment, then repeat A3C-2 to A3C-6 until the shared step budget is spent. Workers
-         in different states decorrelate the updates, as the replay buffer does for DQN
-  A3C-2  a worker copies the global θ, φ into its local networks, which stay fixed during its rollout while
-         the other workers keep changing the global ones
+  A3C-1  a global actor π_θ and critic V_φ and one optimizer, in shared memory; num_workers
+         workers, each with its own environment, then repeat A3C-2 to A3C-6 until the shared step
+         budget is spent. Workers in different states decorrelate the updates, as the replay buffer
+         does for DQN
+  A3C-2  a worker copies the global θ, φ into its local networks, which stay fixed during its
+         rollout while the other workers keep changing the global ones
   A3C-3  it rolls out up to t_max = num_steps steps, or to the end of its episode
-  A3C-4  returns: R = 0 if the episode terminated, else R = V(s_t) of the last state reached (a time limit or
-         the rollout's end); then backwards R ← r_i + γR, the n-step returns (GAE with λ = 1; a smaller
-         gae_lambda mixes in shorter returns)
+  A3C-4  returns: R = 0 if the episode terminated, else R = V(s_t) of the last state reached (a time
+         limit or the rollout's end); then backwards R ← r_i + γR, the n-step returns (GAE with
+         λ = 1; a smaller gae_lambda mixes in shorter returns)
   A3C-5  gradients of the actor's loss −log π(a_i|s_i)(R − V(s_i)) − β·entropy and of the critic's
-         (R − V(s_i))², summed over the rollout's steps, on the local networks; the advantage R − V(s_i) is
-         a constant for the actor
+         (R − V(s_i))², summed over the rollout's steps, on the local networks; the advantage
+         R − V(s_i) is a constant for the actor
   A3C-6  the shared optimizer applies the local gradients to the global parameters, without a lock
 
-The entropy bonus β = 0.01 is the paper's, kept on Pendulum-v1 (seed 1, one run each on a loaded machine:
-−156.6 against −171.3 with β = 0). On CartPole-v1 β is 0: once the policy is good, the advantages of most
-rollouts are nearly 0 (no pole falls in them), the bonus then outweighs them and keeps the policy random
-enough that its training returns hover near 300 (see ENV_DEFAULTS).
+The entropy bonus β = 0.01 is the paper's, kept on Pendulum-v1. On CartPole-v1 β is 0: once the
+policy is good, the advantages of most rollouts are nearly 0 (no pole falls in them), the bonus
+then outweighs them and keeps the policy random enough that its training returns hover near 300
+(README: how the defaults were chosen).
 
-The workers are operating-system processes: the global networks and the optimizer's state live in shared
-memory, so every worker reads and writes the same numbers ("Hogwild!", Recht et al. 2011). A3C is not
-bit-reproducible: the seed fixes each worker's environment and sampling, but not the order in which the
-workers' updates interleave, which the operating system's scheduling decides: two runs with the same seed
-give different returns.
+The workers are operating-system processes: the global networks and the optimizer's state live in
+shared memory, so every worker reads and writes the same numbers ("Hogwild!", Recht et al. 2011).
+A3C is not bit-reproducible: the seed fixes each worker's environment and sampling, but not the
+order in which the workers' updates interleave, which the operating system's scheduling decides:
+two runs with the same seed give different returns.
 
-Reading order: the settings (Args), the networks, the returns and the gradients, the shared optimizer, then
-worker(), the loop each worker process runs (A3C-2 to A3C-6), and train(), which builds the global networks
-(A3C-1), starts the workers and evaluates the result. Everything under "Bookkeeping" at the bottom (the
-worker processes and their messages, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a
-first reading.
+Reading order: the settings (Args), the networks, the returns and the gradients, the shared
+optimizer, then worker(), the loop each worker process runs (A3C-2 to A3C-6), and train(), which
+builds the global networks (A3C-1), starts the workers and evaluates the result. Everything under
+"Bookkeeping" at the bottom (the worker processes and their messages, the run folder, logs, errors,
+evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python a3c.py                              # CartPole-v1, 300k steps over all workers
@@ -63,17 +64,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-# Settings whose good value depends on the env. A setting left at None on the command line takes its value
-# from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
-# resolved values are printed at the start and written to args.json.
+# Settings whose good value depends on the env. A setting left at None on the command line takes its
+# value from this table (other envs: from the tuned env with the same kind of action space, see
+# TUNED_ON); the resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # Mnih et al. 2016's λ = 1 (n-step returns); γ 0.99 and β = 0 as RL Zoo's A2C for CartPole-v1; t_max 50 and
-    # β = 0 in 300k steps: the only setting measured here that solved every one of its 12 screening runs
-    "CartPole-v1": dict(total_timesteps=300_000, num_steps=50, gamma=0.99, gae_lambda=1.0, ent_coef=0.0,
-                        norm_reward=False),
-    # γ 0.9 and λ 0.9 as RL Zoo's A2C for Pendulum-v1, with scaled rewards; β = 0.01 as the paper
-    "Pendulum-v1": dict(total_timesteps=300_000, num_steps=8, gamma=0.9, gae_lambda=0.9, ent_coef=0.01,
-                        norm_reward=True),
+    # λ = 1 the paper's; γ, β = 0 RL Zoo's A2C; t_max 50 ours (README: how the defaults were chosen)
+    "CartPole-v1": dict(total_timesteps=300_000, num_steps=50, gamma=0.99, gae_lambda=1.0,
+                        ent_coef=0.0, norm_reward=False),
+    # γ, λ and scaled rewards RL Zoo's A2C; β = 0.01 the paper's
+    "Pendulum-v1": dict(total_timesteps=300_000, num_steps=8, gamma=0.9, gae_lambda=0.9,
+                        ent_coef=0.01, norm_reward=True),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -87,7 +87,7 @@ class Args:
     total_timesteps: int = None
     """environment steps to train for, over all workers together (per-env default: ENV_DEFAULTS)"""
     cuda: bool = True
-    """use CUDA when it is available (for the final evaluation only: the workers train on the CPU)"""
+    """use CUDA when it is available (for the final evaluation: the workers train on the CPU)"""
     torch_deterministic: bool = True
     """use deterministic torch kernels"""
     torch_threads: int = 1
@@ -105,42 +105,46 @@ class Args:
     """Adam step size α of the shared optimizer (decays linearly to 0 when anneal_lr)"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training"""
-    num_workers: int = 2  # fixed, not the machine's CPU count: all defaults were measured with 2 workers
-    """worker processes, each with its own environment (A3C-1); more of them change the algorithm (more updates
-    from stale copies of the parameters), not only its speed"""
+    num_workers: int = 2  # fixed, not the machine's CPU count: the defaults were chosen with 2
+    """worker processes, each with its own environment (A3C-1); more of them change the algorithm
+    (more updates from stale copies of the parameters), not only its speed"""
     num_steps: int = None
-    """t_max: steps of a worker's rollout before its update, fewer when its episode ends (per-env default: ENV_DEFAULTS)"""
+    """t_max: steps of a worker's rollout before its update, fewer when its episode ends (per-env
+    default: ENV_DEFAULTS)"""
     gamma: float = None
     """discount factor γ (per-env default: ENV_DEFAULTS)"""
     gae_lambda: float = None
-    """λ of GAE(λ): 1 gives A3C's n-step returns R, 0 the one-step TD advantage (per-env default: ENV_DEFAULTS)"""
+    """λ of GAE(λ): 1 gives A3C's n-step returns R, 0 the one-step TD advantage (per-env default:
+    ENV_DEFAULTS)"""
     hidden_size: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
     bound_mean: bool = True
-    """Box actions: keep the Gaussian's mean inside the action bounds (see GaussianActor.bound_mean)"""
+    """Box actions: keep the Gaussian's mean inside the action bounds (GaussianActor.bound_mean)"""
     norm_reward: bool = None
-    """divide rewards by the running std of the discounted return, per worker (per-env default: ENV_DEFAULTS)"""
+    """divide rewards by the running std of the discounted return, per worker (per-env default:
+    ENV_DEFAULTS)"""
     ent_coef: float = None
     """β, weight of the entropy bonus (per-env default: ENV_DEFAULTS)"""
     vf_coef: float = 0.5
     """weight of the critic's loss"""
     max_grad_norm: float = 0.5
-    """global gradient-norm clipping threshold per step: a rollout's gradient, a sum over its steps, is clipped
-    to max_grad_norm · num_steps (a full rollout's mean gradient to max_grad_norm)"""
+    """global gradient-norm clipping threshold per step: a rollout's gradient, a sum over its steps,
+    is clipped to max_grad_norm · num_steps (a full rollout's mean gradient to max_grad_norm)"""
     log_frequency: int = 2_000
     """environment steps of a worker between two of its rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The actor, the critic and their math
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
-    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
-    and layer scaling" trick); the small out_gain of the policy head makes the first policy nearly uniform."""
-    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh(),
-              nn.Linear(hidden_size, out_dim)]
+    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal
+    initialization and layer scaling" trick); the small out_gain of the policy head makes the first
+    policy nearly uniform."""
+    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size),
+              nn.Tanh(), nn.Linear(hidden_size, out_dim)]
     for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
         nn.init.orthogonal_(layer.weight, gain)
         nn.init.zeros_(layer.bias)
@@ -157,9 +161,11 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
     """log N(a; μ, diag σ²) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]."""
-    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std
+            - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
@@ -191,11 +197,12 @@ class CategoricalActor(nn.Module):
 class GaussianActor(nn.Module):
     """π_θ(a|s) = N(μ_θ(s), diag σ²) for Box actions, with a state-independent learned log σ.
 
-    The environment gets the sample clipped into the action bounds, while the log-probability (and so the
-    gradient of A3C-5) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew. This is the
-    usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability stays exact and cheap, and the
-    clipping is part of the environment. Squashing the sample with tanh instead would need a change-of-variables
-    term in the log-probability (as sac.py does); bound_mean squashes only the mean μ, which needs none."""
+    The environment gets the sample clipped into the action bounds, while the log-probability (and
+    so the gradient of A3C-5) is that of the unclipped sample a ~ N(μ, σ²), the one the policy
+    really drew. This is the usual choice (CleanRL, SB3, the PPO paper): the Gaussian's
+    log-probability stays exact and cheap, and the clipping is part of the environment. Squashing
+    the sample with tanh instead would need a change-of-variables term in the log-probability (as
+    sac.py does); bound_mean squashes only the mean μ, which needs none."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
         super().__init__()
@@ -205,15 +212,17 @@ class GaussianActor(nn.Module):
         self.register_buffer("half_width", None)
 
     def bound_mean(self, low: np.ndarray, high: np.ndarray):
-        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the finite
-        action bounds [low, high]. Without this, Pendulum's mean often drifts far outside [-2, 2] (we measured
-        |μ| ≈ 10 in 99% of the states on a failed seed): every sample is then clipped to the same bound, the
-        advantages carry no information about the action, and learning stalls. Only the mean is squashed; the
-        sample a ~ N(μ, σ²) and its exact Gaussian log-probability stay as above."""
-        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):  # buffers: saved with the weights in model.pt
-            device = self.log_std.device
-            self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32, device=device))
-            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, dtype=torch.float32, device=device))
+        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the
+        finite action bounds [low, high]. Without this, Pendulum's mean often drifts far outside
+        [-2, 2] (we measured |μ| ≈ 10 in 99% of the states on a failed seed): every sample is then
+        clipped to the same bound, the advantages carry no information about the action, and
+        learning stalls. Only the mean is squashed; the sample a ~ N(μ, σ²) and its exact Gaussian
+        log-probability stay as above."""
+        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
+            # buffers, not parameters: saved with the weights in model.pt, but never trained
+            float32 = dict(dtype=torch.float32, device=self.log_std.device)
+            self.register_buffer("center", torch.as_tensor((high + low) / 2, **float32))
+            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, **float32))
 
     def mu(self, obs: torch.Tensor) -> torch.Tensor:
         """μ_θ(s): the output of the mean network, squashed into the bounds after bound_mean."""
@@ -227,7 +236,8 @@ class GaussianActor(nn.Module):
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
         mean = self.mu(obs)
-        return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
+        return (gaussian_log_prob(mean, self.log_std, actions),
+                gaussian_entropy(self.log_std).expand(len(mean)))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy of the evaluation: the mean action."""
@@ -246,8 +256,10 @@ class Critic(nn.Module):
 
 
 def make_networks(env: gym.Env, args: Args):
-    """A3C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides."""
-    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    """A3C-1: the actor π_θ (softmax or Gaussian) and the critic V_φ, two networks as on the
+    slides."""
+    obs_dim = env.observation_space.shape[0]
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actor_class = CategoricalActor if discrete else GaussianActor
     actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0],
                         args.hidden_size, args.log_std_init)
@@ -257,21 +269,23 @@ def make_networks(env: gym.Env, args: Args):
 
 
 def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
-    """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
+    """What the env gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(actions, action_space.low, action_space.high)
     return actions
 
 
 def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, gae_lambda: float):
-    """A3C-4: GAE(λ) advantages and the critic's targets; arrays of shape (num_steps, num_envs).
+    """A3C-4: GAE(λ) advantages and the critic's targets.
 
-    next_values[t] is V(s_{t+1}) of the step's *real* successor: V(final observation) when a time limit
-    cut the episode at step t. Two masks, because the two ends differ:
-      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)      only a termination stops the bootstrap
-      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}                       any end (done = terminated or truncated)
-                                                                  stops the sum: t+1 is another episode
-    The critic's target R̂_t = Â_t + V(s_t) is the λ-return."""
+    The arrays have shape (num_steps, num_envs). next_values[t] is V(s_{t+1}) of the step's *real*
+    successor: V(final observation) when a time limit cut the episode at step t. Two masks, because
+    the two ends differ:
+      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)
+      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}
+    Only a termination stops the bootstrap in δ_t; any end (done = terminated or truncated) stops
+    the sum in Â_t, since step t+1 then belongs to another episode. The critic's target
+    R̂_t = Â_t + V(s_t) is the λ-return."""
     advantages = np.zeros_like(rewards)
     next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(len(rewards))):
@@ -281,30 +295,35 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
     return advantages, advantages + values
 
 
-def rollout_returns(rewards, values, last_value: float, terminated: bool, gamma: float, gae_lambda: float):
-    """A3C-4 for one worker's rollout of n steps (arrays of shape (n,)), which ends at a termination, at a
-    time limit or after t_max steps: R = 0 if the episode terminated, else R = V(s_n) of the last state
-    reached; then R ← r_i + γR backwards. This is compute_gae on a single env with λ = 1 (the advantage
-    is R_i − V(s_i)); a smaller λ mixes in shorter returns. Only termination stops the bootstrap."""
+def rollout_returns(rewards, values, last_value: float, terminated: bool, gamma: float,
+                    gae_lambda: float):
+    """A3C-4 for one worker's rollout of n steps (arrays of shape (n,)), which ends at a
+    termination, at a time limit or after t_max steps: R = 0 if the episode terminated, else
+    R = V(s_n) of the last state reached; then R ← r_i + γR backwards. This is compute_gae on a
+    single env with λ = 1 (the advantage is R_i − V(s_i)); a smaller λ mixes in shorter returns.
+    Only termination stops the bootstrap."""
     next_values = np.append(values[1:], last_value)[:, None]
     ended = np.zeros((len(rewards), 1), dtype=np.float32)
     ended[-1] = 1.0  # nothing of this rollout follows its last step
-    advantages, returns = compute_gae(rewards[:, None], values[:, None], next_values, ended * terminated, ended,
-                                      gamma, gae_lambda)
+    advantages, returns = compute_gae(rewards[:, None], values[:, None], next_values,
+                                      ended * terminated, ended, gamma, gae_lambda)
     return advantages[:, 0], returns[:, 0]
 
 
-def compute_gradients(local_actor: nn.Module, local_critic: nn.Module, batch, ent_coef: float, vf_coef: float,
-                      max_grad_norm: float):
-    """A3C-5 on one rollout of n steps, batch = (observations, actions, advantages R_i − V(s_i), returns R_i):
-    the gradients of the actor's loss Σ_i [−log π(a_i|s_i)(R_i − V(s_i)) − β·H(π(·|s_i))] and of the critic's
-    Σ_i (R_i − V(s_i))², left in the local networks' .grad, their global norm clipped to max_grad_norm.
-    The losses are sums over the rollout's steps, as Algorithm S3 accumulates the gradients step by step: a
-    rollout cut short by its episode's end weighs less, each of its steps as much as a step of a full rollout
-    (a mean would give each step of a 1-step rollout t_max times the weight). Returns the two losses and the
-    mean entropy."""
+def compute_gradients(local_actor: nn.Module, local_critic: nn.Module, batch, ent_coef: float,
+                      vf_coef: float, max_grad_norm: float):
+    """A3C-5 on one rollout of n steps, batch = (observations, actions, advantages R_i − V(s_i),
+    returns R_i): the gradients of the actor's loss Σ_i [−log π(a_i|s_i)(R_i − V(s_i)) −
+    β·H(π(·|s_i))] and of the critic's Σ_i (R_i − V(s_i))², left in the local networks' .grad,
+    their global norm clipped to max_grad_norm.
+    The losses are sums over the rollout's steps, as Algorithm S3 accumulates the gradients step by
+    step: a rollout cut short by its episode's end weighs less, each of its steps as much as a step
+    of a full rollout (a mean would give each step of a 1-step rollout t_max times the weight).
+    Returns the two losses and the mean entropy."""
     obs, actions, advantages, returns = batch
     parameters = list(local_actor.parameters()) + list(local_critic.parameters())
+    # Easy to overlook: the advantages and the returns R_i are constants, computed from values
+    # taken without gradient at A3C-3/4, so no gradient flows through them
     new_log_probs, entropy = local_actor.log_prob_entropy(obs, actions)
     policy_loss = -(new_log_probs * advantages).sum()
     value_loss = F.mse_loss(local_critic(obs), returns, reduction="sum")
@@ -316,18 +335,19 @@ def compute_gradients(local_actor: nn.Module, local_critic: nn.Module, batch, en
     return policy_loss, value_loss, entropy.mean()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # A3C-1: the optimizer shared by the workers
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class SharedAdam(torch.optim.Adam):
-    """Adam whose state (the step count and the two moment estimates) is created at once and moved to shared
-    memory, like the global networks. Every worker then updates the same moments: the statistics are shared
-    across threads, as the paper's shared RMSProp (its Section 4 found this more robust than one optimizer
-    per worker). torch.optim.Adam creates its state lazily on the first step(), which would give each
-    process a private copy; here it already exists when step() first looks, so step() updates it in place."""
+    """Adam whose state (the step count and the two moment estimates) is created at once and moved
+    to shared memory, like the global networks. Every worker then updates the same moments: the
+    statistics are shared across threads, as the paper's shared RMSProp (its Section 4 found this
+    more robust than one optimizer per worker). torch.optim.Adam creates its state lazily on the
+    first step(), which would give each process a private copy; here it already exists when step()
+    first looks, so step() updates it in place."""
 
     def __init__(self, parameters, lr: float):
-        super().__init__(parameters, lr=lr, eps=1e-5, fused=True)  # fused: one kernel
+        super().__init__(parameters, lr=lr, eps=1e-5, fused=True)
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = {"step": torch.zeros((), dtype=torch.float32).share_memory_(),
@@ -335,11 +355,11 @@ class SharedAdam(torch.optim.Adam):
                                  "exp_avg_sq": torch.zeros_like(p).share_memory_()}
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Reward scaling (the lecture's "observation and reward scaling" trick), per worker
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class RunningMeanStd:
-    """Mean and variance of all the arrays seen so far, updated a batch at a time (Chan et al.'s merge)."""
+    """Mean and variance of all the arrays seen so far, merged a batch at a time (Chan et al.)."""
 
     def __init__(self, shape=()):
         self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
@@ -348,23 +368,26 @@ class RunningMeanStd:
         batch_mean, batch_var, n = batch.mean(0), batch.var(0), len(batch)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.var = (self.var * self.count + batch_var * n
+                    + delta ** 2 * self.count * n / total) / total
         self.count = total
 
     def state_dict(self) -> dict:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": float(self.count)}
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var),
+                "count": float(self.count)}
 
     def load_state_dict(self, state: dict):
-        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), state["count"]
+        self.mean, self.var = state["mean"].numpy(), state["var"].numpy()
+        self.count = state["count"]
 
 
 class RewardScaler:
-    """Rewards → r / std(R), R ← γR + r the running discounted return of the worker's env (as a2c.py's
-    Normalizer). Scaling keeps the critic's targets near 1 whatever the env's reward scale. Each worker keeps
-    its own statistics: they only scale the critic's targets, and all workers' estimates of the same std
-    agree after a few thousand steps. (Observation normalization, which a2c.py also offers, would change the
-    networks' inputs: the workers would have to share one set of statistics and the evaluation use it; we
-    leave it out, the default envs learn without it.)"""
+    """Rewards → r / std(R), R ← γR + r the running discounted return of the worker's env (as
+    a2c.py's Normalizer). Scaling keeps the critic's targets near 1 whatever the env's reward scale.
+    Each worker keeps its own statistics: they only scale the critic's targets, and all workers'
+    estimates of the same std agree after a few thousand steps. (Observation normalization, which
+    a2c.py also offers, would change the networks' inputs: the workers would have to share one set
+    of statistics and the evaluation use it; we leave it out, the default envs learn without it.)"""
 
     def __init__(self, gamma: float, norm_reward: bool):
         self.norm_reward, self.gamma = norm_reward, gamma
@@ -381,9 +404,9 @@ class RewardScaler:
         return float(np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10, 10))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # A worker: its own environment and local networks; the global networks and the optimizer are shared
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class Rollout:
     """A worker's rollout storage, preallocated: one row per step, t_max rows."""
 
@@ -392,17 +415,19 @@ class Rollout:
         self.obs = np.zeros((num_steps, env.observation_space.shape[0]), dtype=np.float32)
         self.actions = np.zeros((num_steps,) + (() if discrete else env.action_space.shape),
                                 dtype=np.int64 if discrete else np.float32)
-        self.rewards, self.values = np.zeros(num_steps, dtype=np.float32), np.zeros(num_steps, dtype=np.float32)
+        self.rewards = np.zeros(num_steps, dtype=np.float32)
+        self.values = np.zeros(num_steps, dtype=np.float32)
 
 
-def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer: SharedAdam, workers):
-    """What worker process `rank` runs, A3C-2 to A3C-6, until the shared step budget is spent or the main
-    process stops the run. `workers` (under Bookkeeping) counts the steps and carries the episodes and
-    metrics to the main process, which logs them."""
+def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer: SharedAdam,
+           workers):
+    """What worker process `rank` runs, A3C-2 to A3C-6, until the shared step budget is spent or
+    the main process stops the run. `workers` (under Bookkeeping) counts the steps and carries the
+    episodes and metrics to the main process, which logs them."""
     seed = args.seed + rank
     seed_everything(seed, args)
-    # One plain environment (no vector env, so no autoreset): when an episode ends, next_obs is its real final
-    # observation, and the worker itself resets the env before its next rollout.
+    # One plain environment (no vector env, so no autoreset): when an episode ends, next_obs is its
+    # real final observation, and the worker itself resets the env before its next rollout.
     env = gym.make(args.env_id)
     local_actor, local_critic = make_networks(env, args)
     global_parameters = list(actor.parameters()) + list(critic.parameters())
@@ -432,31 +457,38 @@ def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer
                 action, _ = local_actor.sample(obs_tensor)
                 rollout.values[n] = local_critic(obs_tensor)
             rollout.actions[n] = action = action.numpy()
-            next_obs, reward, terminated, truncated, _ = env.step(env_actions(action, env.action_space))
+            next_obs, reward, terminated, truncated, _ = env.step(
+                env_actions(action, env.action_space))
             rollout.rewards[n] = scaler.reward(float(reward), terminated or truncated)
-            workers.rewards(reward, terminated or truncated)  # sends the episodes that end to the main process
+            # sends the episodes that end to the main process
+            workers.rewards(reward, terminated or truncated)
+            # Easy to overlook: advance obs (after an episode's end: its real final observation)
             obs, local_steps, n = next_obs.astype(np.float32), local_steps + 1, n + 1
         if n == 0:
             break
 
-        # A3C-4: the returns R, bootstrapped from V of the last state reached: `obs`, the real final observation
-        # when a time limit cut the episode, or the state where the rollout stopped
+        # A3C-4: the returns R, bootstrapped from V of the last state reached. Easy to overlook:
+        # `obs` is then the real final observation when a time limit cut the episode (the env is
+        # reset only below), or the state where the rollout stopped
         with torch.no_grad():
             last_value = local_critic(torch.as_tensor(obs)).item()
-        advantages, returns = rollout_returns(rollout.rewards[:n], rollout.values[:n], last_value, terminated,
-                                              args.gamma, args.gae_lambda)
+        advantages, returns = rollout_returns(rollout.rewards[:n], rollout.values[:n], last_value,
+                                              terminated, args.gamma, args.gae_lambda)
         if terminated or truncated:
             obs = env.reset()[0].astype(np.float32)
 
-        # A3C-5: gradients of the actor's and the critic's losses on the local networks. Summed over the
-        # rollout, a full one's gradient is t_max times its mean: the clipping threshold grows as much (see
-        # max_grad_norm), and the learning rate needs no change, since Adam divides the gradient by its running
-        # RMS and so takes the same steps whatever a constant factor in the loss
-        batch = tuple(torch.as_tensor(a) for a in (rollout.obs[:n], rollout.actions[:n], advantages, returns))
+        # A3C-5: gradients of the actor's and the critic's losses on the local networks. Summed
+        # over the rollout, a full one's gradient is t_max times its mean: the clipping threshold
+        # grows as much (see max_grad_norm), and the learning rate needs no change, since Adam
+        # divides the gradient by its running RMS and so takes the same steps whatever a constant
+        # factor in the loss
+        columns = (rollout.obs[:n], rollout.actions[:n], advantages, returns)
+        batch = tuple(torch.as_tensor(a) for a in columns)
         losses = compute_gradients(local_actor, local_critic, batch, args.ent_coef, args.vf_coef,
                                    args.max_grad_norm * args.num_steps)
-        # A3C-6: the local gradients become the global parameters' gradients, and the shared optimizer steps
-        # them. No lock: another worker may update the same numbers at the same moment ("Hogwild!").
+        # A3C-6: the local gradients become the global parameters' gradients, and the shared
+        # optimizer steps them. No lock: another worker may update the same numbers at the same
+        # moment ("Hogwild!").
         for global_p, local_p in zip(global_parameters, local_parameters):
             global_p.grad = local_p.grad
         optimizer.step()
@@ -471,16 +503,17 @@ def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer
     env.close()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training: the main process builds the global networks, starts the workers, logs and evaluates
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     args = with_env_defaults(args, env)
     check_args(args, env)
     seed_everything(args.seed, args)
-    # The global networks live on the CPU, in shared memory, where every worker process can reach them
-    # (CUDA tensors cannot be shared this way between processes). The device serves the final evaluation only.
+    # The global networks live on the CPU, in shared memory, where every worker process can reach
+    # them (CUDA tensors cannot be shared this way between processes). The device serves the final
+    # evaluation only.
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
     # A3C-1: the global actor-critic and the shared optimizer, in shared memory
@@ -488,22 +521,23 @@ def train(args: Args) -> dict:
     env.close()
     actor.share_memory()
     critic.share_memory()
-    optimizer = SharedAdam(list(actor.parameters()) + list(critic.parameters()), lr=args.learning_rate)
+    parameters = list(actor.parameters()) + list(critic.parameters())
+    optimizer = SharedAdam(parameters, lr=args.learning_rate)
 
     @torch.no_grad()
-    def policy(obs) -> np.ndarray:  # the deterministic policy (mean or most probable action) of the evaluation
+    def policy(obs) -> np.ndarray:  # the evaluation's: mean or most probable action
         action = eval_actor.mode(torch.as_tensor(obs, dtype=torch.float32, device=device))
         return env_actions(action.cpu().numpy(), env.action_space)
 
-    metric_names = ["worker", "policy_loss", "value_loss", "entropy", "worker_episodes", "learning_rate"]
-    with Run(args, None, device, args.total_timesteps, metric_names) as run, Workers(run) as workers:
+    metrics = ["worker", "policy_loss", "value_loss", "entropy", "worker_episodes", "learning_rate"]
+    with Run(args, None, device, args.total_timesteps, metrics) as run, Workers(run) as workers:
         run.save(actor=actor, critic=critic)
         # A3C-1: num_workers workers, each running A3C-2 to A3C-6 on its own environment
         workers.start(args.num_workers, worker, args, actor, critic, optimizer)
         while workers.running():  # logs what the workers send; a failed worker stops the run
             run.progress(workers.global_step.value)
             time.sleep(0.05)
-        eval_actor = make_networks(env, args)[0].to(device)  # a copy of the global actor, on the device
+        eval_actor = make_networks(env, args)[0].to(device)  # a copy of the global actor
         eval_actor.load_state_dict(actor.state_dict())
         return run.evaluate(workers.global_step.value, policy)
 
@@ -514,7 +548,8 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions (no script here handles them)")
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
@@ -529,7 +564,7 @@ def check_args(args: Args, env: gym.Env):
         (args.learning_rate <= 0, "learning_rate must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (not 0 <= args.gae_lambda <= 1, "gae_lambda must lie in [0, 1]"),
-        (args.num_workers <= 0 or args.num_steps <= 0, "num_workers and num_steps must be positive"),
+        (min(args.num_workers, args.num_steps) <= 0, "num_workers and num_steps must be positive"),
         (min(args.ent_coef, args.vf_coef) < 0 or args.max_grad_norm <= 0,
          "ent_coef and vf_coef must be >= 0 and max_grad_norm > 0"),
         (args.log_frequency <= 0, "log_frequency must be positive"),
@@ -542,51 +577,55 @@ def check_args(args: Args, env: gym.Env):
             fail(message)
 
 
-# How the workers start. 'fork' copies the main process: a worker starts in a fraction of a second, with the
-# shared tensors and every registered env already in place. 'spawn' starts a fresh Python that imports this
-# file and receives the shared tensors by pickling: it works everywhere, but costs seconds per worker
-# (importing torch), and knows only the envs that importing registers. fork is missing on Windows and unsafe
-# on macOS (system libraries break in a forked child), where Python itself defaults to spawn: we fork on
-# Linux only.
+# How the workers start. 'fork' copies the main process: a worker starts in a fraction of a second,
+# with the shared tensors and every registered env already in place. 'spawn' starts a fresh Python
+# that imports this file and receives the shared tensors by pickling: it works everywhere, but costs
+# seconds per worker (importing torch), and knows only the envs that importing registers. fork is
+# missing on Windows and unsafe on macOS (system libraries break in a forked child), where Python
+# itself defaults to spawn: we fork on Linux only.
 START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 class Workers:
     """The worker processes and the one pipe through which they talk to the main process, used as
-    `with Workers(run) as workers:` inside the Run. The main process calls start() and then running(), which
-    logs what the workers sent into the run and raises if a worker failed; however the block ends (Ctrl-C
-    included), no worker outlives it. A worker calls keep_going(), claim_step(), rewards() and send().
+    `with Workers(run) as workers:` inside the Run. The main process calls start() and then
+    running(), which logs what the workers sent into the run and raises if a worker failed; however
+    the block ends (Ctrl-C included), no worker outlives it. A worker calls keep_going(),
+    claim_step(), rewards() and send().
 
     Messages: ("episode", step, return, length), ("metrics", step, worker, …) and ("error", worker,
-    traceback). send() stamps each with the global step counter while it holds the counter's lock, and
-    SimpleQueue writes it at once (no background thread, unlike Queue): the main process receives the
-    messages in the order of their steps."""
+    traceback). send() stamps each with the global step counter while it holds the counter's lock,
+    and SimpleQueue writes it at once (no background thread, unlike Queue): the main process
+    receives the messages in the order of their steps."""
 
     def __init__(self, run: "Run"):
         context = mp.get_context(START_METHOD)
         self.context, self.run, self.processes, self.main_pid = context, run, [], os.getpid()
-        self.queue, self.global_step, self.stop = context.SimpleQueue(), context.Value("q", 0), context.Event()
-        self.episodes, self.episode_return, self.episode_length = 0, 0.0, 0  # a worker's own, in its process
+        self.queue, self.stop = context.SimpleQueue(), context.Event()
+        self.global_step = context.Value("q", 0)
+        # a worker's own, in its process:
+        self.episodes, self.episode_return, self.episode_length = 0, 0.0, 0
 
-    def __getstate__(self):  # what a 'spawn' worker receives: not the processes, the log files or the context
-        return {key: value for key, value in self.__dict__.items() if key not in ("context", "run", "processes")}
+    def __getstate__(self):  # what a 'spawn' worker receives: not the processes, logs or context
+        return {key: value for key, value in self.__dict__.items()
+                if key not in ("context", "run", "processes")}
 
     def start(self, num_workers: int, target, *args):
-        """Start num_workers processes running target(rank, *args, self). They ignore Ctrl-C (they inherit the
-        ignored SIGINT): the main process alone handles it and then stops them, so that an interrupt cannot
-        kill a worker in the middle of an update."""
+        """Start num_workers processes running target(rank, *args, self). They ignore Ctrl-C (they
+        inherit the ignored SIGINT): the main process alone handles it and then stops them, so that
+        an interrupt cannot kill a worker in the middle of an update."""
         print(f"{num_workers} worker processes ({START_METHOD})")
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for rank in range(num_workers):
-                self.processes.append(self.context.Process(target=self.work, args=(target, rank, args),
-                                                           daemon=True))
+                self.processes.append(self.context.Process(
+                    target=self.work, args=(target, rank, args), daemon=True))
                 self.processes[-1].start()
         finally:
             signal.signal(signal.SIGINT, handler)
 
     def work(self, target, rank: int, args):
-        """A worker process: target(rank, *args, self). A failure becomes a message, which stops the run."""
+        """A worker process: target(rank, *args, self); a failure is sent, and stops the run."""
         try:
             target(rank, *args, self)
         except BaseException:
@@ -594,8 +633,8 @@ class Workers:
 
     # A worker's side
     def keep_going(self) -> bool:
-        """False when the main process asks the workers to stop, or is gone (killed without a chance to ask,
-        e.g. by SIGKILL: the worker then has a new parent)."""
+        """False when the main process asks the workers to stop, or is gone (killed without a chance
+        to ask, e.g. by SIGKILL: the worker then has a new parent)."""
         return not self.stop.is_set() and os.getppid() == self.main_pid
 
     def claim_step(self, total_timesteps: int) -> bool:
@@ -607,7 +646,7 @@ class Workers:
             return True
 
     def rewards(self, reward: float, done: bool):
-        """Add one step's reward to the worker's episode under way; send the episode when it ends."""
+        """Add one step's reward to the worker's episode under way; send the episode at its end."""
         self.episode_return += float(reward)
         self.episode_length += 1
         if done:
@@ -621,7 +660,7 @@ class Workers:
 
     # The main process's side
     def running(self) -> bool:
-        """Log what the workers sent; False once they have all finished. Raises if a worker failed."""
+        """Log what the workers sent; False once they all finished. Raises if a worker failed."""
         alive = any(p.is_alive() for p in self.processes)
         self.drain()
         for rank, p in enumerate(self.processes):
@@ -655,7 +694,7 @@ class Workers:
             self.drain()
         except RuntimeError:
             pass  # a worker's error is already on its way up
-        if kind is not None:  # Ctrl-C or an error: model.pt records the steps taken until the workers stopped
+        if kind is not None:  # Ctrl-C or an error: model.pt gets the steps the workers took
             self.run.progress(self.global_step.value)
         return False
 
@@ -664,8 +703,9 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The deterministic policy (mean or most probable action) of the actor in a model.pt."""
     actor = make_networks(env, args)[0].to(device)
     actor.load_state_dict(saved["actor"])
-    return lambda obs: env_actions(actor.mode(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy(),
-                                   env.action_space)
+    return lambda obs: env_actions(
+        actor.mode(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy(),
+        env.action_space)
 
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:

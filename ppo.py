@@ -5,21 +5,22 @@ Paper: Schulman et al., "Proximal Policy Optimization Algorithms", 2017; GAE fro
 Lecture 7, "Algorithm 1 PPO-Clip" and the PPO slides.
 
 The lecture's steps, as labelled in the code below:
-  PPO-1  collect num_steps steps of num_envs environments with π_θk: fresh on-policy samples, used for a few
-         epochs of updates and then thrown away
+  PPO-1  collect num_steps steps of num_envs environments with π_θk: fresh on-policy samples, used
+         for a few epochs of updates and then thrown away
   PPO-2  rewards-to-go R̂_t (here the λ-returns Â_t + V(s_t)) as the critic's targets
-  PPO-3  advantages Â_t by GAE(λ) with the current value function: λ trades the bias of bootstrapping from V
-         (λ = 0) against the variance of long sums of sampled rewards (λ = 1)
+  PPO-3  advantages Â_t by GAE(λ) with the current value function: λ trades the bias of
+         bootstrapping from V (λ = 0) against the variance of long sums of sampled rewards (λ = 1)
   PPO-4  r_t(θ) = π_θ(a_t|s_t) / π_θk(a_t|s_t); maximize mean min(r_t Â_t, clip(r_t, 1−ε, 1+ε) Â_t)
-         by update_epochs epochs of shuffled mini-batches of Adam, gradient-norm clipping, entropy bonus.
-         The clip takes away any gain from pushing r_t out of [1−ε, 1+ε], so many gradient steps on one
-         rollout keep π_θ close to π_θk: a cheap stand-in for TRPO's trust region
+         by update_epochs epochs of shuffled mini-batches of Adam, gradient-norm clipping, entropy
+         bonus. The clip takes away any gain from pushing r_t out of [1−ε, 1+ε], so many gradient
+         steps on one rollout keep π_θ close to π_θk: a cheap stand-in for TRPO's trust region
   PPO-5  fit V_φ by regression on R̂_t (mean-squared error), in the same gradient steps as PPO-4
 
-Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout buffer,
-GAE and the update, the normalization of observations and rewards, then train(), the loop that collects
-each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in the per-env defaults,
-the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout
+buffer, GAE and the update, the normalization of observations and rewards, then train(), the loop
+that collects each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in
+the per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first
+reading.
 
 Run:
   python ppo.py                              # CartPole-v1, 100k steps
@@ -46,16 +47,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-# Settings whose good value depends on the env. A setting left at None on the command line takes its value
-# from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
-# resolved values are printed at the start and written to args.json.
+# Settings whose good value depends on the env. A setting left at None on the command line takes its
+# value from this table (other envs: from the tuned env with the same kind of action space, see
+# TUNED_ON); the resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # RL Baselines3 Zoo's tuned PPO, but 10 epochs instead of its 20
-    "CartPole-v1": dict(total_timesteps=99_840, num_envs=8, num_steps=32, gamma=0.98, gae_lambda=0.8,
-                        update_epochs=10, num_minibatches=1),
-    # RL Baselines3 Zoo's tuned PPO, with plain Gaussian noise instead of its gSDE exploration
-    "Pendulum-v1": dict(total_timesteps=147_456, num_envs=4, num_steps=1024, gamma=0.9, gae_lambda=0.95,
-                        update_epochs=10, num_minibatches=64),
+    # RL Zoo, but 10 epochs instead of its 20 (README: how the defaults were chosen)
+    "CartPole-v1": dict(total_timesteps=99_840, num_envs=8, num_steps=32, gamma=0.98,
+                        gae_lambda=0.8, update_epochs=10, num_minibatches=1),
+    # RL Zoo, with plain Gaussian noise instead of its gSDE exploration
+    "Pendulum-v1": dict(total_timesteps=147_456, num_envs=4, num_steps=1024, gamma=0.9,
+                        gae_lambda=0.95, update_epochs=10, num_minibatches=64),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -90,11 +91,13 @@ class Args:
     num_envs: int = None
     """environments stepped in parallel (per-env default: ENV_DEFAULTS)"""
     num_steps: int = None
-    """steps of each environment per rollout; a rollout holds num_envs * num_steps samples (per-env default: ENV_DEFAULTS)"""
+    """steps of each environment per rollout; a rollout holds num_envs * num_steps samples
+    (per-env default: ENV_DEFAULTS)"""
     gamma: float = None
     """discount factor γ (per-env default: ENV_DEFAULTS)"""
     gae_lambda: float = None
-    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end (per-env default: ENV_DEFAULTS)"""
+    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end
+    (per-env default: ENV_DEFAULTS)"""
     hidden_size: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
@@ -121,14 +124,15 @@ class Args:
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The actor, the critic, the rollout buffer and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
-    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
-    and layer scaling" trick); the small out_gain of the policy head makes the first policy nearly uniform."""
-    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh(),
-              nn.Linear(hidden_size, out_dim)]
+    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal
+    initialization and layer scaling" trick); the small out_gain of the policy head makes the first
+    policy nearly uniform."""
+    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size),
+              nn.Tanh(), nn.Linear(hidden_size, out_dim)]
     for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
         nn.init.orthogonal_(layer.weight, gain)
         nn.init.zeros_(layer.bias)
@@ -145,9 +149,11 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
     """log N(a; μ, diag σ²) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]."""
-    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std
+            - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
@@ -179,11 +185,11 @@ class CategoricalActor(nn.Module):
 class GaussianActor(nn.Module):
     """π_θ(a|s) = N(μ_θ(s), diag σ²) for Box actions, with a state-independent learned log σ.
 
-    The environment gets the sample clipped into the action bounds, while the log-probability (and so the
-    ratio of PPO-4) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew. This is the
-    usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability stays exact and cheap, and the
-    clipping is part of the environment. Squashing with tanh instead would need a change-of-variables term
-    in the log-probability (as sac.py does)."""
+    The environment gets the sample clipped into the action bounds, while the log-probability (and
+    so the ratio of PPO-4) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really
+    drew. This is the usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability
+    stays exact and cheap, and the clipping is part of the environment. Squashing with tanh instead
+    would need a change-of-variables term in the log-probability (as sac.py does)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
         super().__init__()
@@ -197,7 +203,8 @@ class GaussianActor(nn.Module):
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
         mean = self.mean(obs)
-        return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
+        return (gaussian_log_prob(mean, self.log_std, actions),
+                gaussian_entropy(self.log_std).expand(len(mean)))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy of the evaluation: the mean action."""
@@ -216,7 +223,7 @@ class Critic(nn.Module):
 
 
 def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
-    """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
+    """What the env gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(actions, action_space.low, action_space.high)
     return actions
@@ -225,18 +232,23 @@ def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
 class RolloutBuffer:
     """What PPO-1 collects, preallocated: one row per step, one column per env."""
 
-    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple, discrete: bool):
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple,
+                 discrete: bool):
         shape = (num_steps, num_envs)
         self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
         self.actions = np.zeros(shape + action_shape, dtype=np.int64 if discrete else np.float32)
-        self.log_probs = np.zeros(shape, dtype=np.float32)  # log π_θk(a_t|s_t), the denominator of the ratio
-        self.rewards, self.values = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-        self.final_values = np.zeros(shape, dtype=np.float32)  # V(final observation) where a time limit hit
+        # log π_θk(a_t|s_t), the denominator of the ratio
+        self.log_probs = np.zeros(shape, dtype=np.float32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        # V(final observation) where a time limit cut the episode, the bootstrap of next_values
+        self.final_values = np.zeros(shape, dtype=np.float32)
         self.terminated, self.truncated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
 
     def next_values(self, last_values: np.ndarray) -> np.ndarray:
-        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation) where a time
-        limit cut the episode, and last_values, V(obs) after the last step, for the last row."""
+        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation)
+        where a time limit cut the episode, and last_values, V(obs) after the last step, for the
+        last row."""
         next_values = np.concatenate([self.values[1:], last_values[None]])
         return np.where(self.truncated, self.final_values, next_values)
 
@@ -248,19 +260,21 @@ class RolloutBuffer:
 
 @torch.no_grad()
 def value_of(critic: nn.Module, obs: np.ndarray, device: torch.device) -> np.ndarray:
-    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows into it."""
+    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows back."""
     return critic(torch.as_tensor(obs, device=device)).cpu().numpy()
 
 
 def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, gae_lambda: float):
-    """PPO-3 and PPO-2: GAE(λ) advantages and the critic's targets; arrays of shape (num_steps, num_envs).
+    """PPO-3 and PPO-2: GAE(λ) advantages and the critic's targets.
 
-    next_values[t] is V(s_{t+1}) of the step's *real* successor: V(final observation) when a time limit
-    cut the episode at step t. Two masks, because the two ends differ:
-      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)      only a termination stops the bootstrap
-      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}                       any end (done = terminated or truncated)
-                                                                  stops the sum: t+1 is another episode
-    The critic's target R̂_t = Â_t + V(s_t) is the λ-return."""
+    The arrays have shape (num_steps, num_envs). next_values[t] is V(s_{t+1}) of the step's *real*
+    successor: V(final observation) when a time limit cut the episode at step t. Two masks, because
+    the two ends differ:
+      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)
+      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}
+    Only a termination stops the bootstrap in δ_t; any end (done = terminated or truncated) stops
+    the sum in Â_t, since step t+1 then belongs to another episode. The critic's target
+    R̂_t = Â_t + V(s_t) is the λ-return."""
     advantages = np.zeros_like(rewards)
     next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(len(rewards))):
@@ -271,36 +285,40 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
 
 
 def clipped_surrogate(new_log_prob, old_log_prob, advantages, clip_coef: float):
-    """PPO-4: loss −mean min(r Â, clip(r, 1−ε, 1+ε) Â) with r = π_θ / π_θk, plus two diagnostics: the
-    approximate KL(π_θk ‖ π_θ) (the estimator E[(r − 1) − log r]) and the fraction of clipped ratios."""
+    """PPO-4: loss −mean min(r Â, clip(r, 1−ε, 1+ε) Â) with r = π_θ / π_θk, plus two diagnostics:
+    the approximate KL(π_θk ‖ π_θ) (the estimator E[(r − 1) − log r]) and the fraction of clipped
+    ratios."""
     log_ratio = new_log_prob - old_log_prob
     ratio = log_ratio.exp()
-    loss = -torch.min(ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages).mean()
+    clipped_ratio = ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    loss = -torch.min(ratio * advantages, clipped_ratio * advantages).mean()
     with torch.no_grad():
         approx_kl = ((ratio - 1) - log_ratio).mean()
         clip_fraction = ((ratio - 1).abs() > clip_coef).float().mean()
     return loss, approx_kl, clip_fraction
 
 
-def ppo_update(actor: nn.Module, critic: nn.Module, optimizer, batch, clip_coef: float, ent_coef: float,
-               vf_coef: float, max_grad_norm: float, norm_adv: bool, update_epochs: int, num_minibatches: int):
-    """PPO-4 and PPO-5 on one rollout: update_epochs passes over it in num_minibatches shuffled mini-batches,
-    one Adam step per mini-batch on the clipped objective, the entropy bonus and the critic's loss together.
-    Returns the last mini-batch's policy loss, value loss and mean entropy, and the approximate KL and the
-    clip fraction averaged over all the mini-batches."""
+def ppo_update(actor: nn.Module, critic: nn.Module, optimizer, batch, *, clip_coef: float,
+               ent_coef: float, vf_coef: float, max_grad_norm: float, norm_adv: bool,
+               update_epochs: int, num_minibatches: int):
+    """PPO-4 and PPO-5 on one rollout: update_epochs passes over it in num_minibatches shuffled
+    mini-batches, one Adam step per mini-batch on the clipped objective, the entropy bonus and the
+    critic's loss together. Returns the last mini-batch's policy loss, value loss and mean entropy,
+    and the approximate KL and the clip fraction averaged over all the mini-batches."""
     obs, actions, old_log_probs, advantages, returns = batch
     parameters = list(actor.parameters()) + list(critic.parameters())
     approx_kls, clip_fractions = [], []
     for epoch in range(update_epochs):
         for mb in torch.randperm(len(obs), device=obs.device).split(len(obs) // num_minibatches):
             new_log_probs, entropy = actor.log_prob_entropy(obs[mb], actions[mb])
-            mb_advantages = advantages[mb]
-            if norm_adv and len(mb_advantages) > 1:  # std() of a single sample is NaN: leave it (as SB3 does)
-                mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-            # PPO-4: the clipped objective, with r_t = π_θ / π_θk from the log-probabilities stored at PPO-1
+            mb_adv = advantages[mb]
+            if norm_adv and len(mb_adv) > 1:  # std() of one sample is NaN: leave it (as SB3 does)
+                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            # PPO-4: the clipped objective, with π_θk's log-probabilities stored at PPO-1
             policy_loss, approx_kl, clip_fraction = clipped_surrogate(
-                new_log_probs, old_log_probs[mb], mb_advantages, clip_coef)
-            # PPO-5: the critic regresses on the returns R̂_t (constants: no gradient through them)
+                new_log_probs, old_log_probs[mb], mb_adv, clip_coef)
+            # PPO-5: the critic regresses on the returns R̂_t. Easy to overlook: R̂_t and Â_t are
+            # constants, computed without gradient at PPO-2/3, so no gradient flows through them
             value_loss = F.mse_loss(critic(obs[mb]), returns[mb])
             loss = policy_loss - ent_coef * entropy.mean() + vf_coef * value_loss
             optimizer.zero_grad()
@@ -309,14 +327,15 @@ def ppo_update(actor: nn.Module, critic: nn.Module, optimizer, batch, clip_coef:
             optimizer.step()
             approx_kls.append(approx_kl)
             clip_fractions.append(clip_fraction)
-    return policy_loss, value_loss, entropy.mean(), torch.stack(approx_kls).mean(), torch.stack(clip_fractions).mean()
+    return (policy_loss, value_loss, entropy.mean(), torch.stack(approx_kls).mean(),
+            torch.stack(clip_fractions).mean())
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Normalization of observations and rewards (the lecture's "observation and reward scaling" trick)
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class RunningMeanStd:
-    """Mean and variance of all the arrays seen so far, updated a batch at a time (Chan et al.'s merge)."""
+    """Mean and variance of all the arrays seen so far, merged a batch at a time (Chan et al.)."""
 
     def __init__(self, shape=()):
         self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
@@ -325,23 +344,28 @@ class RunningMeanStd:
         batch_mean, batch_var, n = batch.mean(0), batch.var(0), len(batch)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.var = (self.var * self.count + batch_var * n
+                    + delta ** 2 * self.count * n / total) / total
         self.count = total
 
     def state_dict(self) -> dict:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": float(self.count)}
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var),
+                "count": float(self.count)}
 
     def load_state_dict(self, state: dict):
-        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), state["count"]
+        self.mean, self.var = state["mean"].numpy(), state["var"].numpy()
+        self.count = state["count"]
 
 
 class Normalizer:
-    """Observations → clip((s − mean) / std, ±10) with the running mean and std of the training observations;
-    rewards → r / std(R), R ← γR + r the running discounted return of each env (SB3's VecNormalize).
-    Scaling rewards keeps the critic's targets near 1 whatever the env's reward scale. The statistics are
-    saved in model.pt and used frozen (update=False) by the evaluation, which sees the same inputs as training."""
+    """Observations → clip((s − mean) / std, ±10) with the running mean and std of the training
+    observations; rewards → r / std(R), R ← γR + r the running discounted return of each env
+    (SB3's VecNormalize). Scaling rewards keeps the critic's targets near 1 whatever the env's
+    reward scale. The statistics are saved in model.pt and used frozen (update=False) by the
+    evaluation, which sees the same inputs as training."""
 
-    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool, norm_reward: bool):
+    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool,
+                 norm_reward: bool):
         self.norm_obs, self.norm_reward, self.gamma = norm_obs, norm_reward, gamma
         self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
         self.discounted_return = np.zeros(num_envs)
@@ -351,7 +375,8 @@ class Normalizer:
             return obs.astype(np.float32)
         if update:
             self.obs_rms.update(obs)
-        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(normalized, -10, 10).astype(np.float32)
 
     def reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         if not self.norm_reward:
@@ -369,9 +394,9 @@ class Normalizer:
         self.return_rms.load_state_dict(state["return_rms"])
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     args = with_env_defaults(args, env)
@@ -381,11 +406,10 @@ def train(args: Args) -> dict:
     seed_everything(args.seed, args)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    # Gymnasium 1.x vector envs reset an env whose episode ended on the *next* step by default. We ask for the
-    # SAME_STEP mode instead: the step that ends an episode already returns the first observation of the next
-    # one, and the real final observation arrives in info["final_obs"]. So every step of the rollout is a
-    # real transition (none is wasted on a reset step), and on a truncation we can bootstrap from
-    # V(final observation), the value of the state where the time limit cut the episode.
+    # Gymnasium 1.x vector envs reset a finished env on the *next* step by default. In SAME_STEP
+    # mode, the step that ends an episode already returns the next episode's first observation, and
+    # the real final observation comes in info["final_obs"]: every step of the rollout is a real
+    # transition (none is wasted on a reset), and a truncation can bootstrap from V(final obs).
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     action_space, obs_dim = envs.single_action_space, envs.single_observation_space.shape[0]
@@ -393,23 +417,24 @@ def train(args: Args) -> dict:
     action_shape = () if discrete else action_space.shape
     # The actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0], args.hidden_size,
-                        args.log_std_init).to(device)
+    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0],
+                        args.hidden_size, args.log_std_init).to(device)
     critic = Critic(obs_dim, args.hidden_size).to(device)
     parameters = list(actor.parameters()) + list(critic.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
     rollout = RolloutBuffer(args.num_steps, args.num_envs, obs_dim, action_shape, discrete)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
 
     @torch.no_grad()
-    def deterministic_policy(obs):  # for the evaluation: mean or most probable action, statistics frozen
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
-        return env_actions(action.cpu().numpy(), action_space)
+    def deterministic_policy(obs):  # the evaluation's: mean or most probable action
+        obs = torch.as_tensor(normalizer.observation(obs, update=False), device=device)
+        return env_actions(actor.mode(obs).cpu().numpy(), action_space)
 
-    with Run(args, envs, device, num_iterations * batch_size,
-             ["policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "learning_rate"]) as run:
+    metric_names = ["policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+                    "learning_rate"]
+    with Run(args, envs, device, num_iterations * batch_size, metric_names) as run:
         run.save(actor=actor, critic=critic, normalizer=normalizer)
         global_step, last_log_step = 0, 0
         obs, _ = envs.reset(seed=args.seed)  # env i gets seed + i
@@ -417,38 +442,52 @@ def train(args: Args) -> dict:
         obs = normalizer.observation(obs, update=True)
         for iteration in range(num_iterations):
             if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - iteration / num_iterations)
+                fraction_left = 1.0 - iteration / num_iterations
+                optimizer.param_groups[0]["lr"] = args.learning_rate * fraction_left
 
             # PPO-1: collect num_steps steps of every env with the current policy π_θk
             for step in range(args.num_steps):
                 with torch.no_grad():
                     actions, log_probs = actor.sample(torch.as_tensor(obs, device=device))
                 actions, log_probs = actions.cpu().numpy(), log_probs.cpu().numpy()
-                rollout.obs[step], rollout.actions[step], rollout.log_probs[step] = obs, actions, log_probs
+                rollout.obs[step], rollout.actions[step] = obs, actions
+                rollout.log_probs[step] = log_probs
                 rollout.values[step] = value_of(critic, obs, device)
-                next_obs, rewards, terminated, truncated, info = envs.step(env_actions(actions, action_space))
+                next_obs, rewards, terminated, truncated, info = envs.step(
+                    env_actions(actions, action_space))
                 global_step += args.num_envs
                 done = terminated | truncated
                 run.rewards(global_step, rewards, done)
                 rollout.rewards[step] = normalizer.reward(rewards, done)
-                rollout.terminated[step], rollout.truncated[step] = terminated, truncated & ~terminated
-                obs = normalizer.observation(next_obs, update=True)  # of a finished env: its next episode's start
-                if rollout.truncated[step].any():  # bootstrap value of the real final observation
+                rollout.terminated[step] = terminated
+                rollout.truncated[step] = truncated & ~terminated  # cut by a time limit only
+                # Easy to overlook: advance obs; a finished env's next_obs starts its next episode
+                obs = normalizer.observation(next_obs, update=True)
+                # Easy to overlook: a time limit bootstraps from the real final obs, not next_obs
+                if rollout.truncated[step].any():
                     cut = rollout.truncated[step]
-                    final_obs = normalizer.observation(np.stack(info["final_obs"][cut]), update=False)
+                    final_obs = np.stack(info["final_obs"][cut])
+                    final_obs = normalizer.observation(final_obs, update=False)
                     rollout.final_values[step, cut] = value_of(critic, final_obs, device)
 
-            # PPO-3 and PPO-2: GAE advantages and the critic's targets, from V(s_{t+1}) of each real successor
+            # PPO-3 and PPO-2: GAE advantages and the critic's targets, from V(s_{t+1}) of each
+            # step's real successor
             next_values = rollout.next_values(value_of(critic, obs, device))
-            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values, rollout.terminated,
-                                              rollout.terminated | rollout.truncated, args.gamma, args.gae_lambda)
-            # PPO-4 and PPO-5: update_epochs epochs of shuffled mini-batches on the clipped objective
-            losses = ppo_update(actor, critic, optimizer, rollout.batch(advantages, returns, device),
-                                args.clip_coef, args.ent_coef, args.vf_coef, args.max_grad_norm, args.norm_adv,
-                                args.update_epochs, args.num_minibatches)
+            dones = rollout.terminated | rollout.truncated
+            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values,
+                                              rollout.terminated, dones, args.gamma,
+                                              args.gae_lambda)
+            # PPO-4 and PPO-5: update_epochs epochs of shuffled mini-batches, the clipped objective
+            batch = rollout.batch(advantages, returns, device)
+            losses = ppo_update(actor, critic, optimizer, batch, clip_coef=args.clip_coef,
+                                ent_coef=args.ent_coef, vf_coef=args.vf_coef,
+                                max_grad_norm=args.max_grad_norm, norm_adv=args.norm_adv,
+                                update_epochs=args.update_epochs,
+                                num_minibatches=args.num_minibatches)
             if global_step - last_log_step >= args.log_frequency:
                 last_log_step = global_step
-                run.log(global_step, *(loss.item() for loss in losses), optimizer.param_groups[0]["lr"])
+                run.log(global_step, *(loss.item() for loss in losses),
+                        optimizer.param_groups[0]["lr"])
         return run.evaluate(global_step, deterministic_policy)
 
 
@@ -458,7 +497,8 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions (no script here handles them)")
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
@@ -472,7 +512,8 @@ def check_args(args: Args, env: gym.Env):
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (not 0 <= args.gae_lambda <= 1, "gae_lambda must lie in [0, 1]"),
         (args.num_envs <= 0 or args.num_steps <= 0, "num_envs and num_steps must be positive"),
-        (args.update_epochs <= 0 or args.num_minibatches <= 0, "update_epochs and num_minibatches must be positive"),
+        (min(args.update_epochs, args.num_minibatches) <= 0,
+         "update_epochs and num_minibatches must be positive"),
         (args.num_envs * args.num_steps % args.num_minibatches != 0,
          "num_minibatches must divide num_envs * num_steps"),
         (args.clip_coef <= 0, "clip_coef must be positive"),
@@ -491,16 +532,19 @@ def check_args(args: Args, env: gym.Env):
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The deterministic policy (mean or most probable action) of the actor in a model.pt, with
     its observation normalization frozen."""
-    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    obs_dim = env.observation_space.shape[0]
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0], args.hidden_size,
+    action_dim = int(env.action_space.n) if discrete else env.action_space.shape[0]
+    actor = actor_class(obs_dim, action_dim, args.hidden_size,
                         args.log_std_init).to(device)
     actor.load_state_dict(saved["actor"])
     normalizer = Normalizer(obs_dim, 1, args.gamma, args.norm_obs, args.norm_reward)
     normalizer.load_state_dict(saved["normalizer"])
 
     def policy(obs):
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        normalized = normalizer.observation(obs, update=False)
+        action = actor.mode(torch.as_tensor(normalized, device=device))
         return env_actions(action.cpu().numpy(), env.action_space)
     return policy
 
@@ -510,8 +554,8 @@ def whole_rollouts(args: Args) -> Args:
     rollout = args.num_envs * args.num_steps
     rounded = -(-args.total_timesteps // rollout) * rollout
     if rounded != args.total_timesteps:
-        print(f"total_timesteps {args.total_timesteps:,} rounded up to {rounded:,}, whole rollouts of "
-              f"num_envs × num_steps = {args.num_envs} × {args.num_steps} = {rollout:,} steps")
+        print(f"total_timesteps {args.total_timesteps:,} rounded up to {rounded:,}, whole rollouts"
+              f" of num_envs × num_steps = {args.num_envs} × {args.num_steps} = {rollout:,} steps")
     return replace(args, total_timesteps=rounded)
 
 

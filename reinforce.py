@@ -1,40 +1,48 @@
-"""REINFORCE: Monte-Carlo policy gradient with reward-to-go and a learned baseline, for Discrete and Box actions.
+"""REINFORCE: Monte-Carlo policy gradient with reward-to-go and a learned baseline, for Discrete and
+Box actions.
 
-Paper: Williams, "Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement Learning",
-Machine Learning 8, 1992 (REINFORCE, and its reinforcement baseline); the learned state-value baseline as in
-Sutton and Barto, "Reinforcement Learning: An Introduction", 2nd ed., Section 13.4.
-Lecture 7, "Recap: Policy Gradient" (REINFORCE is the first algorithm it lists), and its A3C slide's gradient
-∇_θ J(π_θ) = E_τ[Σ_t ∇_θ log π_θ(a_t|s_t) A(s_t, a_t)], with the reward-to-go minus a baseline as the A here.
+Paper: Williams, "Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement
+Learning", Machine Learning 8, 1992 (REINFORCE, and its reinforcement baseline); the learned
+state-value baseline as in Sutton and Barto, "Reinforcement Learning: An Introduction", 2nd ed.,
+Section 13.4.
+Lecture 7, "Recap: Policy Gradient" (REINFORCE is the first algorithm it lists), and its A3C slide's
+gradient ∇_θ J(π_θ) = E_τ[Σ_t ∇_θ log π_θ(a_t|s_t) A(s_t, a_t)], with the reward-to-go minus a
+baseline as the A here.
 
 The lecture's steps, as labelled in the code below:
-  REINF-1  policy π_θ(a|s) (softmax for Discrete, Gaussian for Box actions) and, with the baseline on (the
-           default), a state-value network V_φ(s)
-  REINF-2  play num_episodes whole episodes with π_θ, one after the other: Monte Carlo, the episode's own
-           rewards score each action, no value function is needed for that
-  REINF-3  reward-to-go G_t = r_t + γ r_{t+1} + … to the episode's end: an action cannot change the rewards
-           that came before it, so leaving them out removes noise, not signal. A time limit's cut is not the
-           end of the task: with the baseline, G_t bootstraps from γ V_φ(final observation) there; without it,
-           the cut return is used as it is, a biased return for the states near the cut, which lacks all that
-           would have come after (too small where rewards are positive, as in CartPole; see reward_to_go)
-  REINF-4  baseline: advantages Â_t = G_t − V_φ(s_t), and V_φ fitted by a plain regression on G_t. Since
-           E_a~π[∇_θ log π_θ(a|s)] = ∇_θ Σ_a π_θ(a|s) = ∇_θ 1 = 0 (an integral for Box actions),
-           subtracting any b(s) that does not depend on the action leaves the gradient's expectation as it
-           is: no bias.
-           What it changes is the variance: it removes the part of G_t that the state alone explains, so a
-           good action in a bad state gets a positive Â, and a bad action in a good state a negative one
-  REINF-5  loss −mean_t log π_θ(a_t|s_t) Â_t (Â_t a constant), one Adam step per batch of episodes: its
-           gradient estimates −∇_θ J(θ), so the step makes the actions with Â_t > 0 more probable
+  REINF-1  policy π_θ(a|s) (softmax for Discrete, Gaussian for Box actions) and, with the baseline
+           on (the default), a state-value network V_φ(s)
+  REINF-2  play num_episodes whole episodes with π_θ, one after the other: Monte Carlo, the
+           episode's own rewards score each action, no value function is needed for that
+  REINF-3  reward-to-go G_t = r_t + γ r_{t+1} + … to the episode's end: an action cannot change the
+           rewards that came before it, so leaving them out removes noise, not signal. A time
+           limit's cut is not the end of the task: with the baseline, G_t bootstraps from
+           γ V_φ(final observation) there; without it, the cut return is used as it is, a biased
+           return for the states near the cut, which lacks all that would have come after (too
+           small where rewards are positive, as in CartPole; see reward_to_go)
+  REINF-4  baseline: advantages Â_t = G_t − V_φ(s_t), and V_φ fitted by a plain regression on G_t.
+           Since E_a~π[∇_θ log π_θ(a|s)] = ∇_θ Σ_a π_θ(a|s) = ∇_θ 1 = 0 (an integral for Box
+           actions), subtracting any b(s) that does not depend on the action leaves the gradient's
+           expectation as it is: no bias.
+           What it changes is the variance: it removes the part of G_t that the state alone
+           explains, so a good action in a bad state gets a positive Â, and a bad action in a good
+           state a negative one
+  REINF-5  loss −mean_t log π_θ(a_t|s_t) Â_t (Â_t a constant), one Adam step per batch of episodes:
+           its gradient estimates −∇_θ J(θ), so the step makes the actions with Â_t > 0 more
+           probable
 
-Two common choices, made here too: the exact gradient of the discounted objective has a factor γ^t in front
-of each step, left out here (with it, the late steps of an episode would barely count); and the advantages
-are normalized to mean 0, std 1 per batch (norm_adv), which subtracts a constant baseline of its own (the
-batch's mean) and rescales the step. `--no-baseline --no-norm-adv` gives the estimator without any baseline,
-Williams' REINFORCE with the reward-to-go, to see how much noisier it is.
+Two common choices, made here too: the exact gradient of the discounted objective has a factor γ^t
+in front of each step, left out here (with it, the late steps of an episode would barely count);
+and the advantages are normalized to mean 0, std 1 per batch (norm_adv), which subtracts a constant
+baseline of its own (the batch's mean) and rescales the step. `--no-baseline --no-norm-adv` gives
+the estimator without any baseline, Williams' REINFORCE with the reward-to-go, to see how much
+noisier it is.
 
-Reading order: the per-env defaults and the settings (Args), the policy and the baseline, the batch of
-episodes, the reward-to-go and the update, the normalization of observations and rewards, then train(), the
-loop that plays the episodes and calls them. Everything under "Bookkeeping" at the bottom (filling in the
-per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the per-env defaults and the settings (Args), the policy and the baseline, the batch
+of episodes, the reward-to-go and the update, the normalization of observations and rewards, then
+train(), the loop that plays the episodes and calls them. Everything under "Bookkeeping" at the
+bottom (filling in the per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be
+skipped on a first reading.
 
 Run:
   python reinforce.py                            # CartPole-v1, 500k steps
@@ -62,20 +70,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-# Settings whose good value depends on the env. A setting left at None on the command line takes its value
-# from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
-# resolved values are printed at the start and written to args.json.
-# Not tuned: starting points by reasoning. norm_adv makes the policy's step blind to the reward scale, so the
-# scale only matters to the baseline: norm_reward keeps its regression targets near 1, which a few hundred Adam
-# steps reach (CartPole's G_t goes up to ~100 at γ = 0.99, Pendulum's down to ~−160 at γ = 0.9).
+# Settings whose good value depends on the env. A setting left at None on the command line takes its
+# value from this table (other envs: from the tuned env with the same kind of action space, see
+# TUNED_ON); the resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # 8 episodes a batch: 100-200 steps at first, 4,000 at 500 steps an episode, a few hundred updates in
-    # 500k steps; so a larger step than the 1e-3 of actor-critics that take thousands of updates, and γ = 0.99
+    # ours, chosen by reasoning, not tuned (README: how the defaults were chosen)
     "CartPole-v1": dict(total_timesteps=500_000, num_episodes=8, gamma=0.99, learning_rate=2e-3,
                         norm_obs=False, norm_reward=True, norm_adv=True),
-    # every episode is 200 steps, cut by the time limit: 4 a batch, 1,250 updates in 1M steps. γ = 0.9 as the
-    # RL Baselines3 Zoo's A2C on Pendulum-v1: a short horizon, so Monte-Carlo sums of about 10 rewards, less
-    # noisy than at 0.99. Slow: seeds 1-10 first reached −200 after a median of 576k steps, seed 3 ended at −201
+    # ours, chosen by reasoning, with γ as RL Zoo's A2C on Pendulum-v1
     "Pendulum-v1": dict(total_timesteps=1_000_000, num_episodes=4, gamma=0.9, learning_rate=3e-3,
                         norm_obs=False, norm_reward=True, norm_adv=True),
 }
@@ -106,21 +108,23 @@ class Args:
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = None
-    """Adam step size α (decays linearly to 0 when anneal_lr) (per-env default: ENV_DEFAULTS)"""
+    """Adam step size α (decays linearly to 0 when anneal_lr; per-env default: ENV_DEFAULTS)"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training"""
     num_episodes: int = None
-    """whole episodes played (one after the other, on one env) for each update (per-env default: ENV_DEFAULTS)"""
+    """whole episodes played (one after the other, on one env) for each update (per-env default:
+    ENV_DEFAULTS)"""
     gamma: float = None
     """discount factor γ (per-env default: ENV_DEFAULTS)"""
     baseline: bool = True
-    """learn a state-value baseline V_φ(s), subtract it from the returns and bootstrap time-limit cuts from it"""
+    """learn a state-value baseline V_φ(s), subtract it from the returns and bootstrap time-limit
+    cuts from it"""
     hidden_size: int = 64
     """units in each of the two hidden layers of the policy and of the baseline"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
     bound_mean: bool = True
-    """Box actions: keep the Gaussian's mean inside the action bounds (see GaussianActor.bound_mean)"""
+    """Box actions: keep the Gaussian's mean inside the action bounds (GaussianActor.bound_mean)"""
     norm_obs: bool = None
     """normalize observations by their running mean and std (per-env default: ENV_DEFAULTS)"""
     norm_reward: bool = None
@@ -131,14 +135,15 @@ class Args:
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The policy, the baseline, the batch of episodes, the reward-to-go and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
-    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
-    and layer scaling" trick); the small out_gain of the policy head makes the first policy nearly uniform."""
-    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh(),
-              nn.Linear(hidden_size, out_dim)]
+    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal
+    initialization and layer scaling" trick); the small out_gain of the policy head makes the first
+    policy nearly uniform."""
+    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size),
+              nn.Tanh(), nn.Linear(hidden_size, out_dim)]
     for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
         nn.init.orthogonal_(layer.weight, gain)
         nn.init.zeros_(layer.bias)
@@ -155,9 +160,11 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
     """log N(a; μ, diag σ²) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]."""
-    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std
+            - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
@@ -189,9 +196,10 @@ class CategoricalActor(nn.Module):
 class GaussianActor(nn.Module):
     """π_θ(a|s) = N(μ_θ(s), diag σ²) for Box actions, with a state-independent learned log σ.
 
-    The environment gets the sample clipped into the action bounds, while the log-probability (and so the
-    gradient of REINF-5) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew: the
-    Gaussian's log-probability stays exact and cheap, and the clipping is part of the environment."""
+    The environment gets the sample clipped into the action bounds, while the log-probability (and
+    so the gradient of REINF-5) is that of the unclipped sample a ~ N(μ, σ²), the one the policy
+    really drew: the Gaussian's log-probability stays exact and cheap, and the clipping is part of
+    the environment."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
         super().__init__()
@@ -201,14 +209,16 @@ class GaussianActor(nn.Module):
         self.register_buffer("half_width", None)
 
     def bound_mean(self, low: np.ndarray, high: np.ndarray):
-        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the finite
-        action bounds [low, high]. Without it the mean can drift far outside them (Pendulum's [-2, 2]): every
-        sample is then clipped to the same bound, the returns carry no information about the action, and
-        learning stalls. Only the mean is squashed; the sample a ~ N(μ, σ²) and its log-probability stay."""
-        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):  # buffers: saved with the weights in model.pt
-            device = self.log_std.device
-            self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32, device=device))
-            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, dtype=torch.float32, device=device))
+        """μ_θ(s) = c + h · tanh(net(s)) from now on, with c and h the center and half-width of the
+        finite action bounds [low, high]. Without it the mean can drift far outside them (Pendulum's
+        [-2, 2]): every sample is then clipped to the same bound, the returns carry no information
+        about the action, and learning stalls. Only the mean is squashed; the sample a ~ N(μ, σ²)
+        and its log-probability stay."""
+        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
+            # buffers, not parameters: saved with the weights in model.pt, but never trained
+            float32 = dict(dtype=torch.float32, device=self.log_std.device)
+            self.register_buffer("center", torch.as_tensor((high + low) / 2, **float32))
+            self.register_buffer("half_width", torch.as_tensor((high - low) / 2, **float32))
 
     def mu(self, obs: torch.Tensor) -> torch.Tensor:
         """μ_θ(s): the output of the mean network, squashed into the bounds after bound_mean."""
@@ -222,7 +232,8 @@ class GaussianActor(nn.Module):
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
         mean = self.mu(obs)
-        return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
+        return (gaussian_log_prob(mean, self.log_std, actions),
+                gaussian_entropy(self.log_std).expand(len(mean)))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy of the evaluation: the mean action."""
@@ -241,7 +252,7 @@ class Baseline(nn.Module):
 
 
 def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
-    """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
+    """What the env gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(actions, action_space.low, action_space.high)
     return actions
@@ -249,41 +260,46 @@ def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
 
 @torch.no_grad()
 def value_of(baseline: nn.Module, obs: np.ndarray, device: torch.device) -> float:
-    """V_φ(s) of one observation, as a number: a constant, no gradient flows into it."""
+    """V_φ(s) of one observation, as a number: a constant, no gradient flows back."""
     return float(baseline(torch.as_tensor(obs, device=device)))
 
 
 class EpisodeBatch:
-    """What REINF-2 collects: every step of the batch's whole episodes, one episode after the other."""
+    """What REINF-2 collects: every step of the batch's whole episodes, one after the other."""
 
     def __init__(self):
         self.obs, self.actions, self.rewards = [], [], []
         self.terminated, self.truncated, self.final_values = [], [], []
 
-    def add(self, obs, action, reward: float, terminated: bool, truncated: bool, final_value: float):
-        """One step; final_value is what REINF-3 bootstraps from where a time limit cut the episode."""
-        for steps, value in zip((self.obs, self.actions, self.rewards, self.terminated, self.truncated,
-                                 self.final_values), (obs, action, reward, terminated, truncated, final_value)):
+    def add(self, obs, action, reward: float, terminated: bool, truncated: bool,
+            final_value: float):
+        """One step; final_value is what REINF-3 bootstraps from if a time limit cut the episode."""
+        columns = (self.obs, self.actions, self.rewards, self.terminated, self.truncated,
+                   self.final_values)
+        for steps, value in zip(columns, (obs, action, reward, terminated, truncated, final_value)):
             steps.append(value)
 
     def arrays(self) -> tuple:
         """(rewards, terminated, truncated, final_values) as numpy arrays, one entry per step."""
-        return (np.array(self.rewards, dtype=np.float32), np.array(self.terminated), np.array(self.truncated),
-                np.array(self.final_values, dtype=np.float32))
+        return (np.array(self.rewards, dtype=np.float32), np.array(self.terminated),
+                np.array(self.truncated), np.array(self.final_values, dtype=np.float32))
 
     def tensors(self, returns: np.ndarray, device: torch.device) -> tuple:
         """The batch as tensors (s, a, G) for the update."""
-        return tuple(torch.as_tensor(np.array(a), device=device) for a in (self.obs, self.actions, returns))
+        columns = (self.obs, self.actions, returns)
+        return tuple(torch.as_tensor(np.array(a), device=device) for a in columns)
 
 
 def reward_to_go(rewards, terminated, truncated, final_values, gamma: float) -> np.ndarray:
-    """REINF-3: G_t = r_t + γ G_{t+1} inside an episode, on arrays of one entry per step of episodes laid end
-    to end (the batch's last step ends an episode). At an episode's last step the sum stops:
-      terminated (the MDP ended):        G_t = r_t                          nothing comes after
-      truncated (a time limit cut it):   G_t = r_t + γ final_values[t]      what would have come after
-    train() gives final_values[t] = V_φ(final observation) with the baseline, and 0 without: the cut return is
-    then used as it is, and misses γ^k × the return after the cut for a state k steps before it (too small
-    where rewards are positive, as in CartPole; too large where they are negative, as in Pendulum)."""
+    """REINF-3: G_t = r_t + γ G_{t+1} inside an episode, on arrays of one entry per step of
+    episodes laid end to end (the batch's last step ends an episode). At an episode's last step the
+    sum stops:
+      terminated (the MDP ended):        G_t = r_t                       nothing comes after
+      truncated (a time limit cut it):   G_t = r_t + γ final_values[t]   what would have come after
+    train() gives final_values[t] = V_φ(final observation) with the baseline, and 0 without: the
+    cut return is then used as it is, and misses γ^k × the return after the cut for a state k steps
+    before it (too small where rewards are positive, as in CartPole; too large where they are
+    negative, as in Pendulum)."""
     returns = np.zeros(len(rewards), dtype=np.float32)
     future = 0.0
     for t in reversed(range(len(rewards))):
@@ -297,23 +313,25 @@ def reward_to_go(rewards, terminated, truncated, final_values, gamma: float) -> 
 
 
 def update(actor: nn.Module, baseline, optimizer, batch, norm_adv: bool):
-    """REINF-4 and REINF-5 on one batch: one Adam step on the policy's loss and the baseline's together (two
-    networks without a shared parameter: the sum gives each its own gradient). baseline is None when it is off.
-    Returns the policy loss, the baseline's loss (0 without one) and the policy's mean entropy."""
+    """REINF-4 and REINF-5 on one batch: one Adam step on the policy's loss and the baseline's
+    together (two networks without a shared parameter: the sum gives each its own gradient).
+    baseline is None when it is off. Returns the policy loss, the baseline's loss (0 without one)
+    and the policy's mean entropy."""
     obs, actions, returns = batch
     log_probs, entropy = actor.log_prob_entropy(obs, actions)
     if baseline is None:
         advantages, value_loss = returns, torch.zeros((), device=returns.device)
     else:
-        # REINF-4: Â_t = G_t − V_φ(s_t), V a constant in the policy's loss (fitted on the earlier batches only,
-        # it does not depend on this batch's actions: no bias); V_φ regressed on G_t, a plain mean-squared error
+        # REINF-4: Â_t = G_t − V_φ(s_t). Easy to overlook: V is a constant in the policy's loss
+        # (detach: no gradient through it; fitted on the earlier batches only, it does not depend
+        # on this batch's actions: no bias). V_φ is regressed on G_t, a plain mean-squared error
         values = baseline(obs)
         advantages = returns - values.detach()
         value_loss = F.mse_loss(values, returns)
     if norm_adv and len(advantages) > 1:  # std() of a single sample is NaN: leave it as it is
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    # REINF-5: −mean log π_θ(a|s) Â. A mean over the batch's steps, not a sum per episode: a positive factor
-    # per batch, the same direction
+    # REINF-5: −mean log π_θ(a|s) Â. A mean over the batch's steps, not a sum per episode: a
+    # positive factor per batch, the same direction
     policy_loss = -(log_probs * advantages).mean()
     optimizer.zero_grad()
     (policy_loss + value_loss).backward()
@@ -321,11 +339,11 @@ def update(actor: nn.Module, baseline, optimizer, batch, norm_adv: bool):
     return policy_loss, value_loss, entropy.mean()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Normalization of observations and rewards (the lecture's "observation and reward scaling" trick)
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class RunningMeanStd:
-    """Mean and variance of all the arrays seen so far, updated a batch at a time (Chan et al.'s merge)."""
+    """Mean and variance of all the arrays seen so far, merged a batch at a time (Chan et al.)."""
 
     def __init__(self, shape=()):
         self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
@@ -334,20 +352,24 @@ class RunningMeanStd:
         batch_mean, batch_var, n = batch.mean(0), batch.var(0), len(batch)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.var = (self.var * self.count + batch_var * n
+                    + delta ** 2 * self.count * n / total) / total
         self.count = total
 
     def state_dict(self) -> dict:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": float(self.count)}
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var),
+                "count": float(self.count)}
 
     def load_state_dict(self, state: dict):
-        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), state["count"]
+        self.mean, self.var = state["mean"].numpy(), state["var"].numpy()
+        self.count = state["count"]
 
 
 class Normalizer:
-    """For one env: observations → clip((s − mean) / std, ±10) with the running mean and std of the training
-    observations; rewards → r / std(R), R ← γR + r the running discounted return (SB3's VecNormalize). The
-    statistics are saved in model.pt and used frozen (update=False) by the evaluation."""
+    """For one env: observations → clip((s − mean) / std, ±10) with the running mean and std of the
+    training observations; rewards → r / std(R), R ← γR + r the running discounted return (SB3's
+    VecNormalize). The statistics are saved in model.pt and used frozen (update=False) by the
+    evaluation."""
 
     def __init__(self, obs_dim: int, gamma: float, norm_obs: bool, norm_reward: bool):
         self.norm_obs, self.norm_reward, self.gamma = norm_obs, norm_reward, gamma
@@ -359,7 +381,8 @@ class Normalizer:
             return np.asarray(obs, dtype=np.float32)
         if update:
             self.obs_rms.update(obs[None])
-        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(normalized, -10, 10).astype(np.float32)
 
     def reward(self, reward: float, done: bool) -> float:
         if not self.norm_reward:
@@ -378,9 +401,9 @@ class Normalizer:
         self.return_rms.load_state_dict(state["return_rms"])
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     args = with_env_defaults(args, env)
@@ -390,21 +413,21 @@ def train(args: Args) -> dict:
 
     action_space, obs_dim = env.action_space, env.observation_space.shape[0]
     discrete = isinstance(action_space, gym.spaces.Discrete)
-    # REINF-1: the policy π_θ (softmax or Gaussian) and, if on, the baseline V_φ, a network of its own
+    # REINF-1: the policy π_θ (softmax or Gaussian) and, if on, the baseline V_φ, its own network
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_space.shape[0], args.hidden_size,
-                        args.log_std_init).to(device)
+    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_space.shape[0],
+                        args.hidden_size, args.log_std_init).to(device)
     if not discrete and args.bound_mean:
         actor.bound_mean(action_space.low, action_space.high)
     baseline = Baseline(obs_dim, args.hidden_size).to(device) if args.baseline else None
     parameters = list(actor.parameters()) + (list(baseline.parameters()) if baseline else [])
-    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     normalizer = Normalizer(obs_dim, args.gamma, args.norm_obs, args.norm_reward)
 
     @torch.no_grad()
-    def deterministic_policy(obs):  # for the evaluation: mean or most probable action, statistics frozen
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
-        return env_actions(action.cpu().numpy(), action_space)
+    def deterministic_policy(obs):  # the evaluation's: mean or most probable action
+        obs = torch.as_tensor(normalizer.observation(obs, update=False), device=device)
+        return env_actions(actor.mode(obs).cpu().numpy(), action_space)
 
     metric_names = ["policy_loss", "value_loss", "entropy", "learning_rate"]
     with Run(args, env, device, args.total_timesteps, metric_names) as run:
@@ -421,14 +444,18 @@ def train(args: Args) -> dict:
             next_obs, reward, terminated, truncated, _ = env.step(env_actions(action, action_space))
             run.rewards(global_step, reward, terminated or truncated)
             cut = truncated and not terminated  # a time limit, not the MDP, ended the episode
-            # REINF-3: where a time limit cut the episode, the return goes on after next_obs, the real final
-            # observation: with the baseline, reward_to_go adds γ V_φ(next_obs) for it. Without, 0: the cut
-            # return as it is, biased (too small in CartPole) for the states up to about 1/(1 − γ) steps
-            # before the cut
+            # REINF-3, easy to overlook: where a time limit cut the episode, the return goes on
+            # after next_obs, the real final observation (a plain env does not reset by itself):
+            # with the baseline, reward_to_go adds γ V_φ(next_obs) for it. Without, 0: the cut
+            # return as it is, biased (too small in CartPole) for the states up to about 1/(1 − γ)
+            # steps before the cut
             final_value = 0.0
             if cut and baseline is not None:
-                final_value = value_of(baseline, normalizer.observation(next_obs, update=False), device)
-            batch.add(obs, action, normalizer.reward(reward, terminated or truncated), terminated, cut, final_value)
+                final_obs = normalizer.observation(next_obs, update=False)
+                final_value = value_of(baseline, final_obs, device)
+            scaled_reward = normalizer.reward(reward, terminated or truncated)
+            batch.add(obs, action, scaled_reward, terminated, cut, final_value)
+            # Easy to overlook: advance obs, after an episode's end to the next episode's start
             if terminated or truncated:
                 next_obs, _ = env.reset()
                 episodes += 1
@@ -436,16 +463,19 @@ def train(args: Args) -> dict:
             if not (terminated or truncated) or episodes % args.num_episodes != 0:
                 continue
 
-            # A batch of num_episodes whole episodes is complete: REINF-3, the reward-to-go of every step
+            # A batch of num_episodes whole episodes is complete: REINF-3, every step's reward-to-go
             returns = reward_to_go(*batch.arrays(), args.gamma)
             if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_timesteps)
-            # REINF-4 and REINF-5: advantages, one gradient step on the policy's and the baseline's losses
-            losses = update(actor, baseline, optimizer, batch.tensors(returns, device), args.norm_adv)
+                fraction_left = 1.0 - global_step / args.total_timesteps
+                optimizer.param_groups[0]["lr"] = args.learning_rate * fraction_left
+            # REINF-4 and REINF-5: advantages, then one gradient step on the summed losses
+            losses = update(actor, baseline, optimizer, batch.tensors(returns, device),
+                            args.norm_adv)
             batch = EpisodeBatch()
             if global_step - last_log_step >= args.log_frequency:
                 last_log_step = global_step
-                run.log(global_step, *(loss.item() for loss in losses), optimizer.param_groups[0]["lr"])
+                run.log(global_step, *(loss.item() for loss in losses),
+                        optimizer.param_groups[0]["lr"])
         return run.evaluate(global_step, deterministic_policy)
 
 
@@ -455,7 +485,8 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions (no script here handles them)")
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
@@ -481,9 +512,11 @@ def check_args(args: Args, env: gym.Env):
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The deterministic policy (mean or most probable action) of the actor in a model.pt, with
     its observation normalization frozen."""
-    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    obs_dim = env.observation_space.shape[0]
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0], args.hidden_size,
+    action_dim = int(env.action_space.n) if discrete else env.action_space.shape[0]
+    actor = actor_class(obs_dim, action_dim, args.hidden_size,
                         args.log_std_init).to(device)
     if not discrete and args.bound_mean:
         actor.bound_mean(env.action_space.low, env.action_space.high)
@@ -492,7 +525,8 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     normalizer.load_state_dict(saved["normalizer"])
 
     def policy(obs):
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        normalized = normalizer.observation(obs, update=False)
+        action = actor.mode(torch.as_tensor(normalized, device=device))
         return env_actions(action.cpu().numpy(), env.action_space)
     return policy
 

@@ -1,26 +1,30 @@
 """TRPO: trust region policy optimization, for Discrete and Box actions.
 
-Paper: Schulman et al., "Trust Region Policy Optimization", ICML 2015 (the practical algorithm of its
-Section 6 and Appendix C: conjugate gradient, Fisher-vector products, line search); GAE from Schulman et al.,
-"High-Dimensional Continuous Control Using Generalized Advantage Estimation", ICLR 2016.
+Paper: Schulman et al., "Trust Region Policy Optimization", ICML 2015 (the practical algorithm of
+its Section 6 and Appendix C: conjugate gradient, Fisher-vector products, line search); GAE from
+Schulman et al., "High-Dimensional Continuous Control Using Generalized Advantage Estimation",
+ICLR 2016.
 Lecture 7, TRPO slides.
 
 The lecture's steps, as labelled in the code below:
-  TRPO-1  collect num_steps steps of num_envs environments with π_θk; advantages Â_t by GAE(λ) with V_φ
-  TRPO-2  surrogate L(θ_k, θ) = mean π_θ(a_t|s_t) / π_θk(a_t|s_t) · Â_t and its gradient g at θ_k: L estimates,
-          from π_θk's own samples, how much better π_θ does, an estimate to trust only near θ_k
+  TRPO-1  collect num_steps steps of num_envs envs with π_θk; advantages Â_t by GAE(λ) with V_φ
+  TRPO-2  surrogate L(θ_k, θ) = mean π_θ(a_t|s_t) / π_θk(a_t|s_t) · Â_t and its gradient g at θ_k:
+          L estimates, from π_θk's own samples, how much better π_θ does, an estimate to trust only
+          near θ_k
   TRPO-3  solve H x = g by conjugate gradient, H the Hessian of the mean KL(π_θk ‖ π_θ) at θ_k (the
-          Fisher matrix), used only through Hessian-vector products, never formed. x = H⁻¹g is the natural
-          gradient: the steepest ascent when the size of a step is measured by the KL between the policies
-  TRPO-4  full step √(2δ / xᵀHx) · x, then a backtracking line search until the mean KL ≤ δ and L improves
-          (if no step qualifies, θ stays θ_k and metrics.csv says so): the full step trusts a quadratic
-          model of the KL, the line search checks the real KL and the real L
+          Fisher matrix), used only through Hessian-vector products, never formed. x = H⁻¹g is the
+          natural gradient: the steepest ascent when the size of a step is measured by the KL
+          between the policies
+  TRPO-4  full step √(2δ / xᵀHx) · x, then a backtracking line search until the mean KL ≤ δ and L
+          improves (if no step qualifies, θ stays θ_k and metrics.csv says so): the full step
+          trusts a quadratic model of the KL, the line search checks the real KL and the real L
   TRPO-5  fit V_φ by regression on the λ-returns R̂_t (update_epochs epochs of mini-batch Adam)
 
-Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout buffer,
-GAE and the update, the normalization of observations and rewards, then train(), the loop that collects
-each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in the per-env defaults,
-the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
+Reading order: the per-env defaults and the settings (Args), the actor and the critic, the rollout
+buffer, GAE and the update, the normalization of observations and rewards, then train(), the loop
+that collects each rollout and calls them. Everything under "Bookkeeping" at the bottom (filling in
+the per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first
+reading.
 
 Run:
   python trpo.py                             # CartPole-v1, 100k steps
@@ -47,18 +51,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-# Settings whose good value depends on the env. A setting left at None on the command line takes its value
-# from this table (other envs: from the tuned env with the same kind of action space, see TUNED_ON); the
-# resolved values are printed at the start and written to args.json.
+# Settings whose good value depends on the env. A setting left at None on the command line takes its
+# value from this table (other envs: from the tuned env with the same kind of action space, see
+# TUNED_ON); the resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # RL Baselines3 Zoo's tuned TRPO; anneal_max_kl our own: 10 of seeds 1-10 solved with it, 9 without
-    "CartPole-v1": dict(total_timesteps=99_328, num_envs=2, num_steps=512, gamma=0.99, gae_lambda=0.98,
-                        cg_damping=1e-3, update_epochs=20, num_minibatches=2, norm_obs=False, norm_reward=False,
-                        anneal_max_kl=True),
-    # RL Baselines3 Zoo's tuned TRPO and SB3's defaults, with plain Gaussian noise instead of gSDE
-    "Pendulum-v1": dict(total_timesteps=149_504, num_envs=2, num_steps=1024, gamma=0.9, gae_lambda=0.95,
-                        cg_damping=0.1, update_epochs=15, num_minibatches=16, norm_obs=True, norm_reward=True,
-                        anneal_max_kl=False),
+    # RL Zoo; anneal_max_kl ours (README: how the defaults were chosen)
+    "CartPole-v1": dict(total_timesteps=99_328, num_envs=2, num_steps=512, gamma=0.99,
+                        gae_lambda=0.98, cg_damping=1e-3, update_epochs=20, num_minibatches=2,
+                        norm_obs=False, norm_reward=False, anneal_max_kl=True),
+    # RL Zoo and SB3's defaults, with plain Gaussian noise instead of gSDE
+    "Pendulum-v1": dict(total_timesteps=149_504, num_envs=2, num_steps=1024, gamma=0.9,
+                        gae_lambda=0.95, cg_damping=0.1, update_epochs=15, num_minibatches=16,
+                        norm_obs=True, norm_reward=True, anneal_max_kl=False),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -87,15 +91,17 @@ class Args:
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
     learning_rate: float = 1e-3
-    """Adam step size α of the critic's regression (TRPO-5); the actor moves by the trust-region step"""
+    """Adam step size α of the critic's regression (TRPO-5); the actor takes trust-region steps"""
     num_envs: int = None
     """environments stepped in parallel (per-env default: ENV_DEFAULTS)"""
     num_steps: int = None
-    """steps of each environment per rollout; a rollout holds num_envs * num_steps samples (per-env default: ENV_DEFAULTS)"""
+    """steps of each environment per rollout; a rollout holds num_envs * num_steps samples
+    (per-env default: ENV_DEFAULTS)"""
     gamma: float = None
     """discount factor γ (per-env default: ENV_DEFAULTS)"""
     gae_lambda: float = None
-    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end (per-env default: ENV_DEFAULTS)"""
+    """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end
+    (per-env default: ENV_DEFAULTS)"""
     hidden_size: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
@@ -109,31 +115,34 @@ class Args:
     max_kl: float = 0.01
     """δ, the trust region: the bound on the mean KL(π_θk ‖ π_θ) of one policy update"""
     anneal_max_kl: bool = None
-    """shrink δ linearly to 0 over training, so that the last policy settles (per-env default: ENV_DEFAULTS)"""
+    """shrink δ linearly to 0 over training, so that the last policy settles (per-env default:
+    ENV_DEFAULTS)"""
     cg_iters: int = 15
     """conjugate-gradient iterations for H x = g (TRPO-3)"""
     cg_damping: float = None
-    """damping c: conjugate gradient uses H + c I, which keeps it well conditioned (per-env default: ENV_DEFAULTS)"""
+    """damping c: conjugate gradient uses H + c I, which keeps it well conditioned (per-env default:
+    ENV_DEFAULTS)"""
     backtrack_iters: int = 10
     """line-search steps: the step fractions tried are 1, b, b², … (TRPO-4)"""
     backtrack_coef: float = 0.8
     """b, the factor by which the line search shrinks the step"""
     update_epochs: int = None
-    """passes of the critic's regression over each rollout (TRPO-5) (per-env default: ENV_DEFAULTS)"""
+    """passes of the critic's regression over a rollout (TRPO-5; per-env default: ENV_DEFAULTS)"""
     num_minibatches: int = None
     """mini-batches per pass of the critic over the rollout (per-env default: ENV_DEFAULTS)"""
     log_frequency: int = 2_000
     """environment steps between two rows of metrics.csv"""
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The actor, the critic, the rollout buffer and the update
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
-    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal initialization
-    and layer scaling" trick); the small out_gain of the policy head makes the first policy nearly uniform."""
-    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh(),
-              nn.Linear(hidden_size, out_dim)]
+    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal
+    initialization and layer scaling" trick); the small out_gain of the policy head makes the first
+    policy nearly uniform."""
+    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size),
+              nn.Tanh(), nn.Linear(hidden_size, out_dim)]
     for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
         nn.init.orthogonal_(layer.weight, gain)
         nn.init.zeros_(layer.bias)
@@ -150,9 +159,11 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
     """log N(a; μ, diag σ²) = Σ_i [−(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π]."""
-    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std
+            - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
@@ -167,8 +178,10 @@ def categorical_kl(old_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tens
 
 
 def gaussian_kl(old_mean, old_log_std, mean, log_std) -> torch.Tensor:
-    """KL(N(μ_old, σ_old²) ‖ N(μ, σ²)) = Σ_i [log σ_i/σ_old,i + (σ_old,i² + (μ_old,i − μ_i)²) / (2σ_i²) − ½]."""
-    return (log_std - old_log_std + ((2 * old_log_std).exp() + (old_mean - mean) ** 2) / (2 * (2 * log_std).exp())
+    """KL(N(μ_old, σ_old²) ‖ N(μ, σ²))
+    = Σ_i [log σ_i/σ_old,i + (σ_old,i² + (μ_old,i − μ_i)²) / (2σ_i²) − ½]."""
+    return (log_std - old_log_std
+            + ((2 * old_log_std).exp() + (old_mean - mean) ** 2) / (2 * (2 * log_std).exp())
             - 0.5).sum(-1)
 
 
@@ -204,11 +217,11 @@ class CategoricalActor(nn.Module):
 class GaussianActor(nn.Module):
     """π_θ(a|s) = N(μ_θ(s), diag σ²) for Box actions, with a state-independent learned log σ.
 
-    The environment gets the sample clipped into the action bounds, while the log-probability (and so the
-    ratio of TRPO-2) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really drew. This is the
-    usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability stays exact and cheap, and the
-    clipping is part of the environment. Squashing with tanh instead would need a change-of-variables term
-    in the log-probability (as sac.py does)."""
+    The environment gets the sample clipped into the action bounds, while the log-probability (and
+    so the ratio of TRPO-2) is that of the unclipped sample a ~ N(μ, σ²), the one the policy really
+    drew. This is the usual choice (CleanRL, SB3, the PPO paper): the Gaussian's log-probability
+    stays exact and cheap, and the clipping is part of the environment. Squashing with tanh instead
+    would need a change-of-variables term in the log-probability (as sac.py does)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
         super().__init__()
@@ -222,15 +235,16 @@ class GaussianActor(nn.Module):
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
         mean = self.mean(obs)
-        return gaussian_log_prob(mean, self.log_std, actions), gaussian_entropy(self.log_std).expand(len(mean))
+        return (gaussian_log_prob(mean, self.log_std, actions),
+                gaussian_entropy(self.log_std).expand(len(mean)))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy of the evaluation: the mean action."""
         return self.mean(obs)
 
     def distribution(self, obs: torch.Tensor):
-        """What π_θ(·|s) is made of: its mean and log standard deviation (a copy, not the parameter itself:
-        π_θk stored this way must stay put while the line search moves θ)."""
+        """What π_θ(·|s) is made of: its mean and log standard deviation (a copy, not the parameter
+        itself: π_θk stored this way must stay put while the line search moves θ)."""
         return self.mean(obs), self.log_std.clone()
 
     def kl(self, old, obs: torch.Tensor) -> torch.Tensor:
@@ -250,7 +264,7 @@ class Critic(nn.Module):
 
 
 def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
-    """What the environment gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
+    """What the env gets: Gaussian samples clipped into the Box bounds (see GaussianActor)."""
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(actions, action_space.low, action_space.high)
     return actions
@@ -259,18 +273,23 @@ def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
 class RolloutBuffer:
     """What TRPO-1 collects, preallocated: one row per step, one column per env."""
 
-    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple, discrete: bool):
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple,
+                 discrete: bool):
         shape = (num_steps, num_envs)
         self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
         self.actions = np.zeros(shape + action_shape, dtype=np.int64 if discrete else np.float32)
-        self.log_probs = np.zeros(shape, dtype=np.float32)  # log π_θk(a_t|s_t), the denominator of the ratio
-        self.rewards, self.values = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-        self.final_values = np.zeros(shape, dtype=np.float32)  # V(final observation) where a time limit hit
+        # log π_θk(a_t|s_t), the denominator of the ratio
+        self.log_probs = np.zeros(shape, dtype=np.float32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        # V(final observation) where a time limit cut the episode, the bootstrap of next_values
+        self.final_values = np.zeros(shape, dtype=np.float32)
         self.terminated, self.truncated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
 
     def next_values(self, last_values: np.ndarray) -> np.ndarray:
-        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation) where a time
-        limit cut the episode, and last_values, V(obs) after the last step, for the last row."""
+        """V(s_{t+1}) of each step's real successor: the next row's value, V(final observation)
+        where a time limit cut the episode, and last_values, V(obs) after the last step, for the
+        last row."""
         next_values = np.concatenate([self.values[1:], last_values[None]])
         return np.where(self.truncated, self.final_values, next_values)
 
@@ -282,19 +301,21 @@ class RolloutBuffer:
 
 @torch.no_grad()
 def value_of(critic: nn.Module, obs: np.ndarray, device: torch.device) -> np.ndarray:
-    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows into it."""
+    """V_φ(s) of a batch of observations, as a numpy array: a constant, no gradient flows back."""
     return critic(torch.as_tensor(obs, device=device)).cpu().numpy()
 
 
 def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, gae_lambda: float):
-    """TRPO-1: GAE(λ) advantages and the critic's targets; arrays of shape (num_steps, num_envs).
+    """TRPO-1: GAE(λ) advantages and the critic's targets.
 
-    next_values[t] is V(s_{t+1}) of the step's *real* successor: V(final observation) when a time limit
-    cut the episode at step t. Two masks, because the two ends differ:
-      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)      only a termination stops the bootstrap
-      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}                       any end (done = terminated or truncated)
-                                                                  stops the sum: t+1 is another episode
-    The critic's target R̂_t = Â_t + V(s_t) is the λ-return."""
+    The arrays have shape (num_steps, num_envs). next_values[t] is V(s_{t+1}) of the step's *real*
+    successor: V(final observation) when a time limit cut the episode at step t. Two masks, because
+    the two ends differ:
+      δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)
+      Â_t = δ_t + γλ (1 − done_t) Â_{t+1}
+    Only a termination stops the bootstrap in δ_t; any end (done = terminated or truncated) stops
+    the sum in Â_t, since step t+1 then belongs to another episode. The critic's target
+    R̂_t = Â_t + V(s_t) is the λ-return."""
     advantages = np.zeros_like(rewards)
     next_advantage = np.zeros_like(rewards[0])
     for t in reversed(range(len(rewards))):
@@ -309,10 +330,12 @@ def flat_grad(y: torch.Tensor, parameters: list, **kwargs) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, parameters, **kwargs)])
 
 
-def conjugate_gradient(matrix_vector_product, b: torch.Tensor, iters: int, tolerance: float = 1e-10):
-    """TRPO-3: x ≈ A⁻¹ b for a symmetric positive definite A that we can only multiply by (A v), never see.
-    Each iteration makes the residual r = b − A x orthogonal to one more A-conjugate search direction p, so
-    in exact arithmetic it solves an n×n system in n iterations; a few iterations give a good step."""
+def conjugate_gradient(matrix_vector_product, b: torch.Tensor, iters: int,
+                       tolerance: float = 1e-10):
+    """TRPO-3: x ≈ A⁻¹ b for a symmetric positive definite A that we can only multiply by (A v),
+    never see. Each iteration makes the residual r = b − A x orthogonal to one more A-conjugate
+    search direction p, so in exact arithmetic it solves an n×n system in n iterations; a few
+    iterations give a good step."""
     x = torch.zeros_like(b)
     residual, direction = b.clone(), b.clone()
     residual_norm = residual @ residual
@@ -330,23 +353,25 @@ def conjugate_gradient(matrix_vector_product, b: torch.Tensor, iters: int, toler
 
 
 def fisher_vector_product(actor: nn.Module, obs: torch.Tensor, old, damping: float):
-    """TRPO-3: the function v ↦ (H + c I) v, H the Hessian of the mean KL(π_θk ‖ π_θ) at θ = θ_k (there it
-    equals the Fisher information matrix). Double backprop: g_KL = ∂KL/∂θ keeps its graph, and
-    ∂(g_KL · v)/∂θ = H v. H (n² numbers for n parameters) is never formed."""
+    """TRPO-3: the function v ↦ (H + c I) v, H the Hessian of the mean KL(π_θk ‖ π_θ) at θ = θ_k
+    (there it equals the Fisher information matrix). Double backprop: g_KL = ∂KL/∂θ keeps its
+    graph, and ∂(g_KL · v)/∂θ = H v. H (n² numbers for n parameters) is never formed."""
     parameters = list(actor.parameters())
     kl_grad = flat_grad(actor.kl(old, obs), parameters, create_graph=True)
     return lambda v: flat_grad(kl_grad @ v, parameters, retain_graph=True) + damping * v
 
 
 def natural_gradient_step(fvp, g: torch.Tensor, max_kl: float, cg_iters: int) -> torch.Tensor:
-    """TRPO-3 and TRPO-4's full step: x ≈ H⁻¹ g by conjugate gradient (the natural-gradient direction), then
-    the step s = √(2δ / xᵀHx) · x, which reaches the border of the quadratic model of the KL: ½ sᵀHs = δ."""
+    """TRPO-3 and TRPO-4's full step: x ≈ H⁻¹ g by conjugate gradient (the natural-gradient
+    direction), then the step s = √(2δ / xᵀHx) · x, which reaches the border of the quadratic model
+    of the KL: ½ sᵀHs = δ."""
     x = conjugate_gradient(fvp, g, cg_iters)
     return torch.sqrt(2 * max_kl / (x @ fvp(x))) * x
 
 
-def trpo_update(actor: nn.Module, obs, actions, old_log_probs, advantages, max_kl: float, cg_iters: int,
-                cg_damping: float, backtrack_iters: int, backtrack_coef: float) -> dict:
+def trpo_update(actor: nn.Module, obs, actions, old_log_probs, advantages, *, max_kl: float,
+                cg_iters: int, cg_damping: float, backtrack_iters: int,
+                backtrack_coef: float) -> dict:
     """One policy update, TRPO-2 to TRPO-4: maximize L(θ_k, θ) subject to mean KL(π_θk ‖ π_θ) ≤ δ.
     Changes the actor's parameters in place (or leaves them at θ_k) and returns what happened."""
     parameters = list(actor.parameters())
@@ -361,26 +386,31 @@ def trpo_update(actor: nn.Module, obs, actions, old_log_probs, advantages, max_k
     surrogate_k = surrogate()
     g = flat_grad(surrogate_k, parameters)  # TRPO-2: g = ∇_θ L(θ_k, θ) at θ = θ_k
     # TRPO-3 and TRPO-4: x ≈ H⁻¹ g and the full step √(2δ / xᵀHx) · x
-    full_step = natural_gradient_step(fisher_vector_product(actor, obs, old, cg_damping), g, max_kl, cg_iters)
-    # TRPO-4: backtracking line search: the quadratic model is only a model, so check the real mean KL and
-    # the real surrogate, shrinking the step until both are right
+    fvp = fisher_vector_product(actor, obs, old, cg_damping)
+    full_step = natural_gradient_step(fvp, g, max_kl, cg_iters)
+    # TRPO-4: backtracking line search: the quadratic model is only a model, so check the real mean
+    # KL and the real surrogate, shrinking the step until both are right
     with torch.no_grad():
         for shrinks in range(backtrack_iters):
-            nn.utils.vector_to_parameters(theta_k + backtrack_coef ** shrinks * full_step, parameters)
+            step_fraction = backtrack_coef ** shrinks
+            nn.utils.vector_to_parameters(theta_k + step_fraction * full_step, parameters)
             kl, improvement = actor.kl(old, obs), surrogate() - surrogate_k
             if kl <= max_kl and improvement > 0:
-                return {"kl": kl.item(), "surrogate_improvement": improvement.item(), "line_search_steps": shrinks,
-                        "step_accepted": 1.0}
+                return {"kl": kl.item(), "surrogate_improvement": improvement.item(),
+                        "line_search_steps": shrinks, "step_accepted": 1.0}
         nn.utils.vector_to_parameters(theta_k, parameters)  # no step qualified: keep θ_k
-    return {"kl": 0.0, "surrogate_improvement": 0.0, "line_search_steps": backtrack_iters, "step_accepted": 0.0}
+    return {"kl": 0.0, "surrogate_improvement": 0.0, "line_search_steps": backtrack_iters,
+            "step_accepted": 0.0}
 
 
-def update_critic(critic: nn.Module, optimizer, obs, returns, update_epochs: int, num_minibatches: int):
-    """TRPO-5 on one rollout: update_epochs passes over it in num_minibatches shuffled mini-batches, one Adam
-    step per mini-batch on the critic's loss. Returns the last mini-batch's loss."""
+def update_critic(critic: nn.Module, optimizer, obs, returns, update_epochs: int,
+                  num_minibatches: int):
+    """TRPO-5 on one rollout: update_epochs passes over it in num_minibatches shuffled mini-batches,
+    one Adam step per mini-batch on the critic's loss. Returns the last mini-batch's loss."""
     for epoch in range(update_epochs):
         for mb in torch.randperm(len(obs), device=obs.device).split(len(obs) // num_minibatches):
-            # TRPO-5: regression of V_φ on the returns R̂_t (constants: no gradient through them)
+            # TRPO-5: regression of V_φ on the returns R̂_t. Easy to overlook: R̂_t are constants,
+            # computed without gradient at TRPO-1, so no gradient flows through them
             value_loss = F.mse_loss(critic(obs[mb]), returns[mb])
             optimizer.zero_grad()
             value_loss.backward()
@@ -388,11 +418,11 @@ def update_critic(critic: nn.Module, optimizer, obs, returns, update_epochs: int
     return value_loss
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Normalization of observations and rewards (the lecture's "observation and reward scaling" trick)
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 class RunningMeanStd:
-    """Mean and variance of all the arrays seen so far, updated a batch at a time (Chan et al.'s merge)."""
+    """Mean and variance of all the arrays seen so far, merged a batch at a time (Chan et al.)."""
 
     def __init__(self, shape=()):
         self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
@@ -401,23 +431,28 @@ class RunningMeanStd:
         batch_mean, batch_var, n = batch.mean(0), batch.var(0), len(batch)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.var = (self.var * self.count + batch_var * n
+                    + delta ** 2 * self.count * n / total) / total
         self.count = total
 
     def state_dict(self) -> dict:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": float(self.count)}
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var),
+                "count": float(self.count)}
 
     def load_state_dict(self, state: dict):
-        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), state["count"]
+        self.mean, self.var = state["mean"].numpy(), state["var"].numpy()
+        self.count = state["count"]
 
 
 class Normalizer:
-    """Observations → clip((s − mean) / std, ±10) with the running mean and std of the training observations;
-    rewards → r / std(R), R ← γR + r the running discounted return of each env (SB3's VecNormalize).
-    Scaling rewards keeps the critic's targets near 1 whatever the env's reward scale. The statistics are
-    saved in model.pt and used frozen (update=False) by the evaluation, which sees the same inputs as training."""
+    """Observations → clip((s − mean) / std, ±10) with the running mean and std of the training
+    observations; rewards → r / std(R), R ← γR + r the running discounted return of each env
+    (SB3's VecNormalize). Scaling rewards keeps the critic's targets near 1 whatever the env's
+    reward scale. The statistics are saved in model.pt and used frozen (update=False) by the
+    evaluation, which sees the same inputs as training."""
 
-    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool, norm_reward: bool):
+    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool,
+                 norm_reward: bool):
         self.norm_obs, self.norm_reward, self.gamma = norm_obs, norm_reward, gamma
         self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
         self.discounted_return = np.zeros(num_envs)
@@ -427,7 +462,8 @@ class Normalizer:
             return obs.astype(np.float32)
         if update:
             self.obs_rms.update(obs)
-        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(normalized, -10, 10).astype(np.float32)
 
     def reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         if not self.norm_reward:
@@ -445,9 +481,9 @@ class Normalizer:
         self.return_rms.load_state_dict(state["return_rms"])
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Training
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
     args = with_env_defaults(args, env)
@@ -457,36 +493,35 @@ def train(args: Args) -> dict:
     seed_everything(args.seed, args)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    # Gymnasium 1.x vector envs reset an env whose episode ended on the *next* step by default. We ask for the
-    # SAME_STEP mode instead: the step that ends an episode already returns the first observation of the next
-    # one, and the real final observation arrives in info["final_obs"]. So every step of the rollout is a
-    # real transition (none is wasted on a reset step), and on a truncation we can bootstrap from
-    # V(final observation), the value of the state where the time limit cut the episode.
+    # Gymnasium 1.x vector envs reset a finished env on the *next* step by default. In SAME_STEP
+    # mode, the step that ends an episode already returns the next episode's first observation, and
+    # the real final observation comes in info["final_obs"]: every step of the rollout is a real
+    # transition (none is wasted on a reset), and a truncation can bootstrap from V(final obs).
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     action_space, obs_dim = envs.single_action_space, envs.single_observation_space.shape[0]
     discrete = isinstance(action_space, gym.spaces.Discrete)
     action_shape = () if discrete else action_space.shape
-    # The actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides: the actor
-    # moves by the trust-region step of TRPO-2..4, the critic by Adam on its regression loss (TRPO-5)
+    # The actor π_θ (softmax or Gaussian) and the critic V_φ, two networks as on the slides: the
+    # actor moves by the trust-region step of TRPO-2..4, the critic by Adam on its loss (TRPO-5)
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0], args.hidden_size,
-                        args.log_std_init).to(device)
+    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0],
+                        args.hidden_size, args.log_std_init).to(device)
     critic = Critic(obs_dim, args.hidden_size).to(device)
-    optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
+    optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
     rollout = RolloutBuffer(args.num_steps, args.num_envs, obs_dim, action_shape, discrete)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
 
     @torch.no_grad()
-    def deterministic_policy(obs):  # for the evaluation: mean or most probable action, statistics frozen
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
-        return env_actions(action.cpu().numpy(), action_space)
+    def deterministic_policy(obs):  # the evaluation's: mean or most probable action
+        obs = torch.as_tensor(normalizer.observation(obs, update=False), device=device)
+        return env_actions(actor.mode(obs).cpu().numpy(), action_space)
 
-    with Run(args, envs, device, num_iterations * batch_size,
-             ["value_loss", "entropy", "kl", "surrogate_improvement", "line_search_steps", "step_accepted",
-              "rejected_updates"]) as run:
+    metric_names = ["value_loss", "entropy", "kl", "surrogate_improvement", "line_search_steps",
+                    "step_accepted", "rejected_updates"]
+    with Run(args, envs, device, num_iterations * batch_size, metric_names) as run:
         run.save(actor=actor, critic=critic, normalizer=normalizer)
         global_step, last_log_step, rejected_updates = 0, 0, 0
         obs, _ = envs.reset(seed=args.seed)  # env i gets seed + i
@@ -498,43 +533,55 @@ def train(args: Args) -> dict:
                 with torch.no_grad():
                     actions, log_probs = actor.sample(torch.as_tensor(obs, device=device))
                 actions, log_probs = actions.cpu().numpy(), log_probs.cpu().numpy()
-                rollout.obs[step], rollout.actions[step], rollout.log_probs[step] = obs, actions, log_probs
+                rollout.obs[step], rollout.actions[step] = obs, actions
+                rollout.log_probs[step] = log_probs
                 rollout.values[step] = value_of(critic, obs, device)
-                next_obs, rewards, terminated, truncated, info = envs.step(env_actions(actions, action_space))
+                next_obs, rewards, terminated, truncated, info = envs.step(
+                    env_actions(actions, action_space))
                 global_step += args.num_envs
                 done = terminated | truncated
                 run.rewards(global_step, rewards, done)
                 rollout.rewards[step] = normalizer.reward(rewards, done)
-                rollout.terminated[step], rollout.truncated[step] = terminated, truncated & ~terminated
-                obs = normalizer.observation(next_obs, update=True)  # of a finished env: its next episode's start
-                if rollout.truncated[step].any():  # bootstrap value of the real final observation
+                rollout.terminated[step] = terminated
+                rollout.truncated[step] = truncated & ~terminated  # cut by a time limit only
+                # Easy to overlook: advance obs; a finished env's next_obs starts its next episode
+                obs = normalizer.observation(next_obs, update=True)
+                # Easy to overlook: a time limit bootstraps from the real final obs, not next_obs
+                if rollout.truncated[step].any():
                     cut = rollout.truncated[step]
-                    final_obs = normalizer.observation(np.stack(info["final_obs"][cut]), update=False)
+                    final_obs = np.stack(info["final_obs"][cut])
+                    final_obs = normalizer.observation(final_obs, update=False)
                     rollout.final_values[step, cut] = value_of(critic, final_obs, device)
 
-            # TRPO-1: GAE advantages and the critic's targets, from V(s_{t+1}) of each real successor
+            # TRPO-1: GAE advantages and critic targets, from V(s_{t+1}) of each real successor
             next_values = rollout.next_values(value_of(critic, obs, device))
-            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values, rollout.terminated,
-                                              rollout.terminated | rollout.truncated, args.gamma, args.gae_lambda)
-            b_obs, b_actions, b_log_probs, b_advantages, b_returns = rollout.batch(advantages, returns, device)
-            if args.norm_adv and len(b_advantages) > 1:  # std() of a single sample is NaN: leave it (as SB3 does)
+            dones = rollout.terminated | rollout.truncated
+            advantages, returns = compute_gae(rollout.rewards, rollout.values, next_values,
+                                              rollout.terminated, dones, args.gamma,
+                                              args.gae_lambda)
+            b_obs, b_actions, b_log_probs, b_advantages, b_returns = rollout.batch(
+                advantages, returns, device)
+            if args.norm_adv and len(b_advantages) > 1:  # std() of one sample is NaN: leave it
                 b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
-            # TRPO-2..4: the natural-gradient step inside the trust region, checked by the line search
-            max_kl = args.max_kl
-            if args.anneal_max_kl:  # the last policy is the one evaluated: let the trust region shrink to 0
-                progress = (global_step - args.num_envs * args.num_steps) / args.total_timesteps
-                max_kl = args.max_kl * (1 - progress)
-            stats = trpo_update(actor, b_obs, b_actions, b_log_probs, b_advantages, max_kl, args.cg_iters,
-                                args.cg_damping, args.backtrack_iters, args.backtrack_coef)
+            # TRPO-2..4: the natural-gradient step in the trust region, checked by the line search.
+            # The last policy is the one evaluated: anneal_max_kl shrinks the region to 0
+            progress = (global_step - batch_size) / args.total_timesteps  # before this rollout
+            max_kl = args.max_kl * (1 - progress) if args.anneal_max_kl else args.max_kl
+            stats = trpo_update(actor, b_obs, b_actions, b_log_probs, b_advantages, max_kl=max_kl,
+                                cg_iters=args.cg_iters, cg_damping=args.cg_damping,
+                                backtrack_iters=args.backtrack_iters,
+                                backtrack_coef=args.backtrack_coef)
             rejected_updates += 1 - int(stats["step_accepted"])
-            # TRPO-5: several epochs of shuffled mini-batches of regression of V_φ on the returns R̂_t
-            value_loss = update_critic(critic, optimizer, b_obs, b_returns, args.update_epochs, args.num_minibatches)
+            # TRPO-5: epochs of shuffled mini-batches of regression of V_φ on the returns R̂_t
+            value_loss = update_critic(critic, optimizer, b_obs, b_returns, args.update_epochs,
+                                       args.num_minibatches)
             if global_step - last_log_step >= args.log_frequency:
                 last_log_step = global_step
                 with torch.no_grad():
                     entropy = actor.log_prob_entropy(b_obs, b_actions)[1].mean()
-                run.log(global_step, value_loss.item(), entropy.item(), stats["kl"], stats["surrogate_improvement"],
-                        stats["line_search_steps"], stats["step_accepted"], rejected_updates)
+                run.log(global_step, value_loss.item(), entropy.item(), stats["kl"],
+                        stats["surrogate_improvement"], stats["line_search_steps"],
+                        stats["step_accepted"], rejected_updates)
                 rejected_updates = 0
         return run.evaluate(global_step, deterministic_policy)
 
@@ -545,7 +592,8 @@ def train(args: Args) -> dict:
 # ==================================================================================================
 def check_args(args: Args, env: gym.Env):
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has {type(env.action_space).__name__} "
+        fail(f"{SCRIPT}.py needs Discrete or Box actions, and {args.env_id} has "
+             f"{type(env.action_space).__name__} "
              "actions (no script here handles them)")
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
@@ -559,11 +607,13 @@ def check_args(args: Args, env: gym.Env):
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (not 0 <= args.gae_lambda <= 1, "gae_lambda must lie in [0, 1]"),
         (args.num_envs <= 0 or args.num_steps <= 0, "num_envs and num_steps must be positive"),
-        (args.update_epochs <= 0 or args.num_minibatches <= 0, "update_epochs and num_minibatches must be positive"),
+        (min(args.update_epochs, args.num_minibatches) <= 0,
+         "update_epochs and num_minibatches must be positive"),
         (args.num_envs * args.num_steps % args.num_minibatches != 0,
          "num_minibatches must divide num_envs * num_steps"),
         (args.max_kl <= 0, "max_kl must be positive"),
-        (args.cg_iters <= 0 or args.cg_damping < 0, "cg_iters must be positive and cg_damping >= 0"),
+        (args.cg_iters <= 0 or args.cg_damping < 0,
+         "cg_iters must be positive and cg_damping >= 0"),
         (args.backtrack_iters <= 0 or not 0 < args.backtrack_coef < 1,
          "backtrack_iters must be positive and backtrack_coef lie in (0, 1)"),
         (args.log_frequency <= 0, "log_frequency must be positive"),
@@ -579,16 +629,19 @@ def check_args(args: Args, env: gym.Env):
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The deterministic policy (mean or most probable action) of the actor in a model.pt, with
     its observation normalization frozen."""
-    obs_dim, discrete = env.observation_space.shape[0], isinstance(env.action_space, gym.spaces.Discrete)
+    obs_dim = env.observation_space.shape[0]
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(env.action_space.n) if discrete else env.action_space.shape[0], args.hidden_size,
+    action_dim = int(env.action_space.n) if discrete else env.action_space.shape[0]
+    actor = actor_class(obs_dim, action_dim, args.hidden_size,
                         args.log_std_init).to(device)
     actor.load_state_dict(saved["actor"])
     normalizer = Normalizer(obs_dim, 1, args.gamma, args.norm_obs, args.norm_reward)
     normalizer.load_state_dict(saved["normalizer"])
 
     def policy(obs):
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False), device=device))
+        normalized = normalizer.observation(obs, update=False)
+        action = actor.mode(torch.as_tensor(normalized, device=device))
         return env_actions(action.cpu().numpy(), env.action_space)
     return policy
 
@@ -598,8 +651,8 @@ def whole_rollouts(args: Args) -> Args:
     rollout = args.num_envs * args.num_steps
     rounded = -(-args.total_timesteps // rollout) * rollout
     if rounded != args.total_timesteps:
-        print(f"total_timesteps {args.total_timesteps:,} rounded up to {rounded:,}, whole rollouts of "
-              f"num_envs × num_steps = {args.num_envs} × {args.num_steps} = {rollout:,} steps")
+        print(f"total_timesteps {args.total_timesteps:,} rounded up to {rounded:,}, whole rollouts"
+              f" of num_envs × num_steps = {args.num_envs} × {args.num_steps} = {rollout:,} steps")
     return replace(args, total_timesteps=rounded)
 
 

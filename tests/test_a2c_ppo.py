@@ -431,15 +431,15 @@ def test_train_gives_the_update_the_gae_of_its_rollout_with_args_gamma(module, m
                              cuda=False, **extra))
     assert len(gaes) == len(updates) == 4
     assert [args[2] for args, _, _ in normalizers] == [0.77], "the reward normalization's γ is not Args'"
-    for (gae_args, _, _), (update_args, _, log_probs_now) in zip(gaes, updates):
+    for (gae_args, _, _), (update_args, update_kwargs, log_probs_now) in zip(gaes, updates):
         rewards, values, next_values, terminated, dones = gae_args[:5]
         expected = reference_gae(rewards, values, next_values, terminated, dones, gamma=0.77, lam=0.9)
         advantages, returns = update_args[3][-2:]
         np.testing.assert_allclose(advantages.numpy(), expected.reshape(-1), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(returns.numpy(), (expected + values).reshape(-1), rtol=1e-5, atol=1e-5)
         if module is ppo:
-            clip_coef, update_epochs, num_minibatches = update_args[4], update_args[9], update_args[10]
-            assert (clip_coef, update_epochs, num_minibatches) == (0.13, 3, 2)
+            settings = [update_kwargs[k] for k in ("clip_coef", "update_epochs", "num_minibatches")]
+            assert settings == [0.13, 3, 2]
             torch.testing.assert_close(update_args[3][2], log_probs_now)
 
 

@@ -246,9 +246,9 @@ def spy_on(monkeypatch, name, also=None):
     if given (computed before the call) and what the original returned. Returns the list of the records."""
     calls, original = [], getattr(trpo, name)
 
-    def spy(*args):
-        record = dict(args=snapshot(args), also=also(*args) if also else None)
-        record["result"] = original(*args)
+    def spy(*args, **kwargs):
+        record = dict(args=snapshot(args), kwargs=snapshot(kwargs), also=also(*args) if also else None)
+        record["result"] = original(*args, **kwargs)
         calls.append(record)
         return record["result"]
 
@@ -280,7 +280,8 @@ def test_train_gives_the_updates_the_gae_of_its_rollout_with_args_gamma(monkeypa
     for k, (gae, policy_update, critic_update) in enumerate(zip(gaes, policy_updates, critic_updates)):
         rewards, values, next_values, terminated, dones = gae["args"][:5]
         expected = reference_gae(rewards, values, next_values, terminated, dones, gamma=0.77, lam=0.9).reshape(-1)
-        _, obs, actions, old_log_probs, advantages, max_kl = policy_update["args"][:6]
+        _, obs, actions, old_log_probs, advantages = policy_update["args"]
+        max_kl = policy_update["kwargs"]["max_kl"]
         normalized = (expected - expected.mean()) / (expected.std(ddof=1) + 1e-8)
         np.testing.assert_allclose(advantages.numpy(), normalized, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(old_log_probs, policy_update["also"])
