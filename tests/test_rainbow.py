@@ -20,7 +20,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 import rainbow
 from conftest import TIME_LIMIT
@@ -643,9 +642,11 @@ def test_train_acts_on_the_online_network_not_the_target(monkeypatch, tmp_path):
 def test_each_flag_of_the_ablation_table_turns_off_its_part(monkeypatch):
     table = re.findall(r"^  (--[a-z-]+(?: 1)?)\s+(RAINBOW-\d)", rainbow.__doc__, flags=re.MULTILINE)
     assert sorted(label for _, label in table) == [f"RAINBOW-{k}" for k in range(1, 7)]
-    full = rainbow.Args()
+    monkeypatch.setattr(sys, "argv", ["rainbow.py"])
+    full = rainbow.parse_command_line()
     for flag, label in table:
-        args = tyro.cli(rainbow.Args, args=flag.split())
+        monkeypatch.setattr(sys, "argv", ["rainbow.py", *flag.split()])
+        args = rainbow.parse_command_line()
         off = {name for name in ("double", "dueling", "per", "distributional", "noisy")
                if getattr(args, name) != getattr(full, name)}
         if flag == "--n-step 1":
