@@ -63,7 +63,7 @@ class Watch:
         self.steps = []  # one dict per env step, training and evaluation
         self.networks, self.online = [], None  # every QNetwork built; the one train() saves as q_network
         self.decisions = []  # (phase, network) for each forward() on a single observation
-        self.samples = []  # (buffer size, capacity, sampled rows found among the stored ones, indices)
+        self.samples = []  # (buffer size, capacity, every sampled row is one of the stored ones)
         self.sampled = False  # env.action_space.sample() was called since the last step
         self.quiet = False  # the spies' own forward() calls are not the agent's
         self.copied_into = None  # the network train() copies the online one into: the target network
@@ -182,8 +182,7 @@ def watch_train(run_id: str, run_dir) -> Watch:
         stored = self.obs[: self.size]
         rows = drawn[0].numpy()
         found = (rows[:, None, :] == stored[None, :, :]).all(-1).any(-1).all()
-        watch.samples.append((self.size, self.capacity, bool(found),
-                              drawn[-1].copy() if isinstance(drawn[-1], np.ndarray) else None))
+        watch.samples.append((self.size, self.capacity, bool(found)))
         return drawn
 
     made = []
@@ -318,17 +317,17 @@ def test_the_final_evaluation_is_greedy_on_the_online_network(run_id, watched):
 # ---------------------------------------------------------------------------------------------------
 # DQN-2: replay draws only stored transitions
 # ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("run_id", list(RUNS))
+@pytest.mark.parametrize("run_id", ["dqn", "double_dqn", "dueling_dqn"])
 def test_train_replays_only_stored_transitions_before_and_after_the_buffer_wraps(run_id, watched):
-    """The buffer (200 transitions) fills and wraps during the run; every mini-batch train() draws holds
-    transitions stored in the buffer's first `size` slots, never an empty slot, and the prioritized buffers'
-    indices all lie below size."""
+    """The uniform buffer (200 transitions) fills and wraps during the run; every mini-batch train() draws holds
+    transitions stored in the buffer's first `size` slots, never an empty slot. (The prioritized buffers of
+    per_dqn.py and rainbow.py clip every index to size − 1, which only matters at a round-off: the tests below
+    hit it on purpose.)"""
     samples = watched(run_id).samples
-    assert any(size < capacity for size, capacity, _, _ in samples), "no draw before the buffer was full"
-    assert any(size == capacity for size, capacity, _, _ in samples), "no draw after the buffer wrapped"
-    for size, _, found, idx in samples:
+    assert any(size < capacity for size, capacity, _ in samples), "no draw before the buffer was full"
+    assert any(size == capacity for size, capacity, _ in samples), "no draw after the buffer wrapped"
+    for size, _, found in samples:
         assert found, f"a draw from a buffer of {size} transitions returned an empty slot"
-        assert idx is None or idx.max() < size
 
 
 BUFFERS = ["dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow"]
