@@ -605,37 +605,6 @@ def test_draws_are_stratified_one_in_each_equal_segment_of_the_priority_mass():
         assert torch.allclose(weights, torch.ones(8))
 
 
-def test_train_acts_on_the_online_network_not_the_target(monkeypatch, tmp_path):
-    """DQN-1 acts greedily on the online Q_φ (noisy, RAINBOW-6), which changes at every update; the target
-    network φ' only ever scores next observations, in batches. Spies on both networks' forward()."""
-    made, single_rows = [], {}
-    original_make = rainbow.make_q_network
-
-    def recording_make(*positional, **named):
-        net = original_make(*positional, **named)
-        name = ("online", "target")[len(made)]
-        made.append(net)
-        single_rows[name] = 0
-        forward = net.forward
-
-        def recording_forward(obs):
-            if obs.dim() == 1 or len(obs) == 1:  # one observation: a decision to act, not a mini-batch
-                single_rows[name] += 1
-            return forward(obs)
-
-        net.forward = recording_forward
-        return net
-
-    monkeypatch.setattr(rainbow, "make_q_network", recording_make)
-    steps = 200
-    rainbow.train(rainbow.Args(total_timesteps=steps, learning_starts=50, batch_size=16, hidden_size=8,
-                               target_network_frequency=1_000, eval_episodes=1, run_dir=str(tmp_path), cuda=False,
-                               save_model=False))
-    assert len(made) == 2
-    assert single_rows["target"] == 0, "the target network chose actions"
-    assert single_rows["online"] >= steps  # one decision per training step (ε = 0 with NoisyNet), then the evaluation
-
-
 # ---------------------------------------------------------------------------------------------------
 # The command line: the ablation table, the per-env defaults and bad input
 # ---------------------------------------------------------------------------------------------------
