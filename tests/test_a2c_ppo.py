@@ -1,9 +1,8 @@
 """The math of a2c.py and ppo.py: GAE with terminated against truncated steps, the vector-env loop's final
-observations and masks, log-probabilities, the clipped objective, normalization saved with the model, and
-the Gaussian mean kept inside the action bounds (a2c.py and a3c.py); the update functions against their losses
+observations and masks, log-probabilities, the clipped objective, the running statistics of the normalization,
+and the Gaussian mean kept inside the action bounds (a2c.py and a3c.py); the update functions against their losses
 written out by hand, what train() hands them, and a two-armed bandit that training must solve."""
 
-import json
 import os
 
 import gymnasium as gym
@@ -181,7 +180,8 @@ def test_clipped_objective_has_no_gradient_where_the_ratio_is_clipped_in_the_adv
 
 
 # ---------------------------------------------------------------------------------------------------
-# Normalization: the statistics, their checkpoint, and their use by the evaluation
+# Normalization: the running statistics (their checkpoint and their use by the evaluation and the
+# time limit's bootstrap: test_acting_pg.py)
 # ---------------------------------------------------------------------------------------------------
 @BOTH
 def test_running_mean_std_matches_numpy(module):
@@ -193,47 +193,6 @@ def test_running_mean_std_matches_numpy(module):
     everything = np.concatenate(batches)
     np.testing.assert_allclose(rms.mean, everything.mean(0), rtol=1e-4)
     np.testing.assert_allclose(rms.var, everything.var(0), rtol=1e-4)
-
-
-@BOTH
-def test_normalization_is_saved_with_the_model_and_used_by_the_evaluation(module, monkeypatch, tmp_path):
-    seen = []  # the observations given to the deterministic policy: only the evaluations call mode()
-    original_mode = module.GaussianActor.mode
-    monkeypatch.setattr(module.GaussianActor, "mode", lambda self, obs: seen.append(obs) or original_mode(self, obs))
-    extra = dict(update_epochs=1, num_minibatches=1) if module is ppo else {}
-    summary = module.train(module.Args(env_id="Pendulum-v1", total_timesteps=256, num_envs=2, num_steps=32,
-                                       norm_obs=True, norm_reward=True, eval_episodes=1, run_dir=str(tmp_path),
-                                       cuda=False, **extra))
-    checkpoint = torch.load(os.path.join(summary["run_dir"], "model.pt"), weights_only=True)
-    obs_rms = checkpoint["normalizer"]["obs_rms"]
-    assert obs_rms["count"] > 256 and checkpoint["normalizer"]["return_rms"]["count"] > 256
-    assert not torch.allclose(obs_rms["var"], torch.ones(3, dtype=torch.float64)), "no statistics were gathered"
-    # train()'s evaluation saw its first observation normalized by the saved statistics, frozen: model.pt,
-    # written after the evaluation, counts only the 2 first observations and the 2 × 128 of the training steps
-    args = module.Args(**checkpoint["args"])
-    raw, _ = gym.make("Pendulum-v1").reset(seed=args.seed + 10_000)
-    expected = (raw - obs_rms["mean"].numpy()) / np.sqrt(obs_rms["var"].numpy() + 1e-8)
-    np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-5)
-    assert obs_rms["count"] == pytest.approx(1e-4 + 2 + 256), "the evaluation updated the statistics"
-
-    # rebuild the policy from model.pt alone and evaluate it again: the same returns
-    normalizer = module.Normalizer(3, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
-    normalizer.load_state_dict(checkpoint["normalizer"])
-    actor = module.GaussianActor(3, 1, args.hidden_size, args.log_std_init)
-    if getattr(args, "bound_mean", False):  # a2c.py: the bounds are buffers, saved in model.pt
-        actor.bound_mean(np.array([-1.0]), np.array([1.0]))  # placeholders, overwritten by the checkpoint
-    actor.load_state_dict(checkpoint["actor"])
-    action_space = gym.make("Pendulum-v1").action_space
-
-    def policy(obs):  # as train() builds it: normalized with the statistics frozen, the mean clipped to the bounds
-        action = actor.mode(torch.as_tensor(normalizer.observation(obs, update=False)))
-        return module.env_actions(action.numpy(), action_space)
-
-    seen.clear()
-    returns = module.evaluate(policy, gym.make("Pendulum-v1"), args.eval_episodes, args.seed)
-    assert returns == json.load(open(os.path.join(summary["run_dir"], "eval.json")))["returns"]
-    np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-5)
-    assert normalizer.obs_rms.count == obs_rms["count"], "the evaluation updated the statistics"
 
 
 # ---------------------------------------------------------------------------------------------------
