@@ -369,6 +369,14 @@ def natural_gradient_step(fvp, g: torch.Tensor, max_kl: float, cg_iters: int) ->
     return torch.sqrt(2 * max_kl / (x @ fvp(x))) * x
 
 
+@torch.no_grad()
+def set_parameters(parameters: list, flat: torch.Tensor):
+    """θ ← flat, copied into each parameter's own memory. (nn.utils.vector_to_parameters would make
+    them views into flat, where matrix products round differently from model.pt's copies.)"""
+    for parameter, chunk in zip(parameters, flat.split([p.numel() for p in parameters])):
+        parameter.copy_(chunk.view_as(parameter))
+
+
 def trpo_update(actor: nn.Module, obs, actions, old_log_probs, advantages, *, max_kl: float,
                 cg_iters: int, cg_damping: float, backtrack_iters: int,
                 backtrack_coef: float) -> dict:
@@ -393,12 +401,12 @@ def trpo_update(actor: nn.Module, obs, actions, old_log_probs, advantages, *, ma
     with torch.no_grad():
         for shrinks in range(backtrack_iters):
             step_fraction = backtrack_coef ** shrinks
-            nn.utils.vector_to_parameters(theta_k + step_fraction * full_step, parameters)
+            set_parameters(parameters, theta_k + step_fraction * full_step)
             kl, improvement = actor.kl(old, obs), surrogate() - surrogate_k
             if kl <= max_kl and improvement > 0:
                 return {"kl": kl.item(), "surrogate_improvement": improvement.item(),
                         "line_search_steps": shrinks, "step_accepted": 1.0}
-        nn.utils.vector_to_parameters(theta_k, parameters)  # no step qualified: keep θ_k
+        set_parameters(parameters, theta_k)  # no step qualified: keep θ_k
     return {"kl": 0.0, "surrogate_improvement": 0.0, "line_search_steps": backtrack_iters,
             "step_accepted": 0.0}
 

@@ -605,13 +605,11 @@ def test_each_a3c_worker_seeds_everything_with_seed_plus_rank(monkeypatch):
     assert not torch.equal(rank0_states[0], rank1_states[0]), "two workers start the same episode"
     assert not torch.equal(rank0_actions, rank1_actions)
 
-@pytest.mark.xfail(strict=False, reason="trpo.py bug, reported, not fixed here: trpo_update leaves the actor's "
-                   "parameters as views into one flat vector (nn.utils.vector_to_parameters); at those addresses the "
-                   "matrix products round differently from the copies model.pt gives evaluate.py")
 def test_trpo_evaluate_py_replays_a_box_evaluation_bit_for_bit(tmp_path):
     """evaluate.py promises to reproduce a run's eval.json: the same policy on the same start states gives the
-    same returns. On Box actions the mean action is a float, and Pendulum's returns show its last bit. (Not
-    strict: a CPU whose matrix products round the same at every address passes it.)"""
+    same returns. On Box actions the mean action is a float, and Pendulum's returns show its last bit.
+    trpo_update used to leave the parameters as views into one flat vector, where matrix products
+    round differently from the copies model.pt holds."""
     summary = trpo.train(trpo.Args(env_id="Pendulum-v1", total_timesteps=32, num_envs=2, num_steps=16,
                                    hidden_size=8, norm_obs=False, update_epochs=1, num_minibatches=1,
                                    eval_episodes=1, run_dir=str(tmp_path / "runs"), cuda=False))
