@@ -272,6 +272,11 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
                                                      device=device)).argmax())
 
 
+def parse_command_line() -> Args:
+    """Args from the command line (this script has no per-env defaults to fill in first)."""
+    return tyro.cli(Args)
+
+
 # From here to the end, every script of this repository has the same lines (a test checks it). ---
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
@@ -409,6 +414,6 @@ class Run(Logs, contextlib.AbstractContextManager):
 
 if __name__ == "__main__":
     try:
-        train(parse_command_line() if "ENV_DEFAULTS" in globals() else tyro.cli(Args))
+        train(parse_command_line())
     except KeyboardInterrupt:
         sys.exit(130)

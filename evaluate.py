@@ -20,7 +20,6 @@ itself.
 import argparse
 import glob
 import importlib
-import json
 import os
 import sys
 import time

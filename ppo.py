@@ -722,6 +722,6 @@ class Run(Logs, contextlib.AbstractContextManager):
 
 if __name__ == "__main__":
     try:
-        train(parse_command_line() if "ENV_DEFAULTS" in globals() else tyro.cli(Args))
+        train(parse_command_line())
     except KeyboardInterrupt:
         sys.exit(130)

@@ -4,6 +4,7 @@ Each entry says how to train the script on a tiny budget (`tiny`: Args overrides
 default, an env whose action space it rejects and the scripts its error message must name.
 """
 
+import concurrent.futures
 import csv
 import glob
 import importlib
@@ -232,3 +233,44 @@ class TwoArmedBandit(gym.Env):
 
 
 gym.register("TwoArmedBandit-v0", entry_point=TwoArmedBandit)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line, through subprocesses. Starting Python and torch takes seconds, so every script's
+# command-line checks and its Ctrl-C run start with the session, one subprocess at a time in a
+# background thread: they use the second core while the in-process tests use the first.
+# tests/test_harness.py reads their results.
+# ---------------------------------------------------------------------------------------------------
+def run_cli(name, *flags, cwd, timeout=600):
+    return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *flags], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cli_checks(script):
+    checks = {"help": ["--help"], "unknown_env_id": ["--env-id", "CartPol-v1"]}
+    if script.name == "dqn":  # the command line adds nothing to train()'s check: one script shows it
+        checks["negative_seed"] = ["--seed", "-3"]
+    return checks
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_results(tmp_path_factory):
+    """{(script name, check): (future of the check's result, the folder it ran in)}"""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    results = {}
+    for script in SCRIPTS:
+        for check, flags in cli_checks(script).items():
+            cwd = tmp_path_factory.mktemp(f"cli_{script.name}_{check}")
+            results[script.name, check] = (pool.submit(run_cli, script.name, *flags, cwd=cwd), cwd)
+    for script in SCRIPTS:  # after the quick checks: a run each, interrupted once it logged episodes
+        cwd = tmp_path_factory.mktemp(f"cli_{script.name}_ctrl_c")
+        command = [sys.executable, os.path.join(ROOT, f"{script.name}.py"), "--total-timesteps",
+                   "100000000", "--no-cuda"]
+        results[script.name, "ctrl_c"] = (pool.submit(interrupt_once_logging, command, cwd=cwd), cwd)
+    yield results
+    pool.shutdown(cancel_futures=True)
+
+
+def cli_result(cli_results, script, check):
+    future, cwd = cli_results[script.name, check]
+    return future.result(), cwd

@@ -1,24 +1,16 @@
 """Tests every algorithm script passes: smoke training, run folder contents, CLI errors, seeds, Ctrl-C."""
 
-import concurrent.futures
 import glob
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, SCRIPTS, interrupt_once_logging, read_csv, tiny_args
+from conftest import cli_result, read_csv, tiny_args
 
 EPISODE_COLUMNS = ["global_step", "episodic_return", "episodic_length", "wall_time"]
-
-
-def run_cli(name, *flags, cwd, timeout=600):
-    return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *flags], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def assert_one_line_error(result, *words):
@@ -94,35 +86,9 @@ def test_nonsense_setting(script, tmp_path, capsys, setting):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The command line, through subprocesses. Starting Python and torch takes seconds, so every script's CLI
-# checks are started at the beginning of this module, one subprocess at a time in a background thread:
-# they use the second core while the in-process tests above use the first.
+# The command line, through subprocesses started in the background at the beginning of the session
+# (conftest.cli_results), so that they use the second core while the in-process tests use the first.
 # ---------------------------------------------------------------------------------------------------
-def cli_checks(script):
-    checks = {"help": ["--help"], "unknown_env_id": ["--env-id", "CartPol-v1"]}
-    if script.name == "dqn":  # the command line adds nothing to train()'s check: one script shows it
-        checks["negative_seed"] = ["--seed", "-3"]
-    return checks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cli_results(tmp_path_factory):
-    """{(script name, check): (future of the CompletedProcess, the folder it ran in)}"""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    results = {}
-    for script in SCRIPTS:
-        for check, flags in cli_checks(script).items():
-            cwd = tmp_path_factory.mktemp(f"cli_{script.name}_{check}")
-            results[script.name, check] = (pool.submit(run_cli, script.name, *flags, cwd=cwd), cwd)
-    yield results
-    pool.shutdown(cancel_futures=True)
-
-
-def cli_result(cli_results, script, check):
-    future, cwd = cli_results[script.name, check]
-    return future.result(), cwd
-
-
 def test_help(script, cli_results):
     result, _ = cli_result(cli_results, script, "help")
     assert result.returncode == 0, result.stderr
@@ -160,13 +126,13 @@ def test_a_seed_outside_the_range_numpy_takes_is_one_line(script, cli_results, t
     assert not os.listdir(tmp_path), "a rejected run must not leave a run folder"
 
 
-def test_ctrl_c_saves_and_exits_130(script, tmp_path):
-    command = [sys.executable, os.path.join(ROOT, f"{script.name}.py"), "--total-timesteps", "100000000", "--no-cuda"]
-    returncode, out, err, episodes = interrupt_once_logging(command, cwd=tmp_path)
+def test_ctrl_c_saves_and_exits_130(script, cli_results):
+    """Ctrl-C in the middle of training: exit status 130, the model and the logs kept, the folder printed."""
+    (returncode, out, err, episodes), cwd = cli_result(cli_results, script, "ctrl_c")
     assert returncode == 130, err
     assert "Traceback" not in err
-    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
-    assert os.path.relpath(run_dir, tmp_path) in out, "the run folder was not printed"
+    (run_dir,) = glob.glob(str(cwd / "runs" / "*"))
+    assert os.path.relpath(run_dir, cwd) in out, "the run folder was not printed"
     saved = json.load(open(os.path.join(run_dir, "args.json")))
     args = script.module().Args(**{key: value for key, value in saved.items() if key in script.module().Args.__dataclass_fields__})
     check_run_folder(run_dir, args, {"global_step": 100000000}, interrupted=True)

@@ -10,7 +10,6 @@ from dataclasses import fields
 
 import gymnasium as gym
 import pytest
-import tyro
 from PIL import Image
 
 from conftest import ROOT, SCRIPTS, tiny_args
@@ -100,7 +99,7 @@ def test_exp_name_names_the_run_folder_and_args_json_records_the_script(script, 
 def parse(module, argv: list, monkeypatch):
     """Args as the script's command line gives them (with its per-env defaults, where it has them)."""
     monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *argv])
-    return module.parse_command_line() if hasattr(module, "ENV_DEFAULTS") else tyro.cli(module.Args)
+    return module.parse_command_line()
 
 
 def test_every_boolean_is_a_flag_pair(script, monkeypatch):
