@@ -254,15 +254,20 @@ def cli_checks(script):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def cli_results(tmp_path_factory):
-    """{(script name, check): (future of the check's result, the folder it ran in)}"""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+def cli_results(request, tmp_path_factory):
+    """{(script name, check): (future of the check's result, the folder it ran in)}, for the scripts
+    whose tests of tests/test_harness.py (the module that reads them) the session runs."""
     results = {}
-    for script in SCRIPTS:
+    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items
+              if item.path.name == "test_harness.py"]
+    wanted = {p["script"].name for p in params if "script" in p}
+    scripts = [script for script in SCRIPTS if script.name in wanted]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    for script in scripts:
         for check, flags in cli_checks(script).items():
             cwd = tmp_path_factory.mktemp(f"cli_{script.name}_{check}")
             results[script.name, check] = (pool.submit(run_cli, script.name, *flags, cwd=cwd), cwd)
-    for script in SCRIPTS:  # after the quick checks: a run each, interrupted once it logged episodes
+    for script in scripts:  # after the quick checks: a run each, interrupted once it logged episodes
         cwd = tmp_path_factory.mktemp(f"cli_{script.name}_ctrl_c")
         command = [sys.executable, os.path.join(ROOT, f"{script.name}.py"), "--total-timesteps",
                    "100000000", "--no-cuda"]
