@@ -5,6 +5,7 @@ multi-process tests check what holds whatever the interleaving, never exact retu
 checked exactly in-process, with one worker."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -347,7 +348,8 @@ def test_shared_adam_steps_the_shared_parameters_from_another_process():
 def children_of(pid):
     """Processes whose parent is pid, read from /proc (psutil is not available), except Python's
     multiprocessing resource tracker: one helper per interpreter that 'spawn' starts once, which lives as
-    long as the interpreter (it is not a worker, and it exits with its parent)."""
+    long as the interpreter (it is not a worker, and it exits with its parent); and except the command
+    lines that the session's background checks run (conftest.cli_results: `python <script>.py ...`)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -359,7 +361,8 @@ def children_of(pid):
                 cmdline = f.read().replace(b"\0", b" ").decode()
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
-        if ppid == pid and "resource_tracker" not in cmdline:
+        background_check = re.match(r"\S*python\S* \S+\.py( |$)", cmdline)
+        if ppid == pid and "resource_tracker" not in cmdline and not background_check:
             found.append((int(entry), cmdline))
     return found
 
