@@ -320,6 +320,59 @@ def test_update_is_plain_gradient_steps_on_the_losses_written_out(module, n):
 
 
 @BOTH
+def test_the_gradient_is_clipped_to_max_grad_norm_before_the_step(module):
+    """With plain SGD and one step, a clipped update moves the parameters by lr · max_grad_norm along the
+    unclipped step's direction. Catches the clipping removed, or applied after the step."""
+    actor, critic = linear_actor_critic(module)
+    batch = fixed_batch(actor)
+    coefs = dict(ent_coef=0.3, vf_coef=0.5, norm_adv=True, clip_coef=0.3, epochs=1)
+    lr, max_grad_norm = 0.1, 1e-3
+    before = torch.cat([p.detach().flatten().clone() for p in [*actor.parameters(), *critic.parameters()]])
+    W, w = actor.logits.weight.detach().clone(), critic.net.weight.detach().clone().squeeze(0)
+    unclipped_W, unclipped_w, _ = sgd_by_hand(W, w, batch, coefs, ppo_objective=module is ppo, lr=lr, steps=1)
+    unclipped = torch.cat([unclipped_W.flatten(), unclipped_w.flatten()]) - torch.cat([W.flatten(), w.flatten()])
+    assert unclipped.norm() > 10 * lr * max_grad_norm, "the test needs a gradient well above the bound"
+    optimizer = torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=lr)
+    common = dict(ent_coef=coefs["ent_coef"], vf_coef=coefs["vf_coef"], max_grad_norm=max_grad_norm,
+                  norm_adv=True)
+    if module is a2c:
+        a2c.update(actor, critic, optimizer,
+                   (batch["obs"], batch["actions"], batch["advantages"], batch["returns"]), **common)
+    else:
+        ppo.ppo_update(actor, critic, optimizer, (batch["obs"], batch["actions"], batch["old_log_probs"],
+                                                  batch["advantages"], batch["returns"]),
+                       clip_coef=0.3, update_epochs=1, num_minibatches=1, **common)
+    after = torch.cat([p.detach().flatten() for p in [*actor.parameters(), *critic.parameters()]])
+    step = after - before
+    assert step.norm().item() == pytest.approx(lr * max_grad_norm, rel=1e-3)
+    assert torch.nn.functional.cosine_similarity(step, unclipped, dim=0).item() > 0.999
+
+
+def test_ppo_shuffles_the_rollout_into_new_mini_batches_every_epoch(monkeypatch):
+    """PPO-5: every epoch visits each sample once, in mini-batches drawn at random anew (consecutive steps
+    are correlated). Catches mini-batches cut from the rollout in its time order, or the same ones each
+    epoch."""
+    actor, critic = linear_actor_critic(ppo)
+    obs = torch.arange(16, dtype=torch.float32).repeat(2, 1).T / 16  # sample i is recognizable by obs[i, 0]
+    batch = (obs, torch.zeros(16, dtype=torch.long), torch.zeros(16), torch.ones(16), torch.zeros(16))
+    seen = []
+    log_prob_entropy = actor.log_prob_entropy
+    monkeypatch.setattr(actor, "log_prob_entropy", lambda o, a: (
+        seen.append(sorted(round(float(x) * 16) for x in o[:, 0])), log_prob_entropy(o, a))[1])
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=1e-3)
+    ppo.ppo_update(actor, critic, optimizer, batch, clip_coef=0.2, ent_coef=0.0, vf_coef=0.5,
+                   max_grad_norm=1.0, norm_adv=False, update_epochs=3, num_minibatches=4)
+    assert len(seen) == 12 and all(len(mb) == 4 for mb in seen)
+    epochs = [seen[4 * e:4 * e + 4] for e in range(3)]
+    for epoch in epochs:
+        assert sorted(i for mb in epoch for i in mb) == list(range(16)), "an epoch missed or repeated samples"
+    in_order = [list(range(4 * k, 4 * k + 4)) for k in range(4)]
+    assert all(epoch != in_order for epoch in epochs), "mini-batches cut in the rollout's time order"
+    assert epochs[0] != epochs[1] != epochs[2], "the same mini-batches every epoch"
+
+
+@BOTH
 def test_the_entropy_bonus_raises_the_entropy(module):
     """With all advantages 0 and no critic loss, only the entropy bonus moves the policy: a few updates must
     make a far-from-uniform policy more uniform (a flipped bonus sign lowers the entropy)."""
