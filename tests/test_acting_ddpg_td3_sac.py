@@ -348,3 +348,38 @@ def test_replay_draws_only_the_transitions_it_holds(module):
     for marker in range(6, 20):
         add(marker)
     assert drawn() == {float(marker) for marker in range(12, 20)}, "after wrapping, not the 8 newest transitions"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Breaks a fresh reviewer found the suite missed (issue 26, item 3)
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
+def test_gradient_steps_start_after_learning_starts_one_per_env_step(name, tmp_path, monkeypatch):
+    """Random play fills the buffer for learning_starts steps; then one critic step per env step. Catches
+    updates that start as soon as a batch fits (thousands of steps on a buffer of random play)."""
+    module = __import__(name)
+    steps = []
+    update_critic = module.update_critic
+    monkeypatch.setattr(module, "update_critic", lambda *a, **k: (steps.append(1), update_critic(*a, **k))[1])
+    module.train(module.Args(total_timesteps=260, learning_starts=200, batch_size=16, buffer_size=1_000,
+                             hidden_size=8, log_frequency=50, eval_episodes=0, cuda=False,
+                             run_dir=str(tmp_path)))
+    assert len(steps) == 60
+
+
+def test_sac_keeps_log_std_within_its_bounds(monkeypatch):
+    """log σ is clamped to [LOG_STD_MIN, LOG_STD_MAX] before σ is used, so that σ can neither explode nor
+    vanish (and log π stays finite). Catches the clamp removed."""
+    actor = sac.Actor(3, gym.spaces.Box(-2.0, 2.0, (1,)), hidden_size=8)
+    seen = []
+    squashed_log_prob = sac.squashed_log_prob
+    monkeypatch.setattr(sac, "squashed_log_prob", lambda u, mean, log_std, scale: (
+        seen.append(log_std.detach().clone()), squashed_log_prob(u, mean, log_std, scale))[1])
+    obs = torch.ones(4, 3)
+    for bias in (50.0, -50.0):
+        with torch.no_grad():
+            actor.log_std.weight.zero_()
+            actor.log_std.bias.fill_(bias)
+        action, log_prob = actor(obs)
+        assert torch.isfinite(log_prob).all()
+    assert torch.all(seen[0] == sac.LOG_STD_MAX) and torch.all(seen[1] == sac.LOG_STD_MIN)

@@ -399,3 +399,21 @@ def test_prioritized_replay_stays_below_the_stored_count_when_a_draw_rounds_up_t
     assert values[-1] == buffer.tree.total and buffer.tree.find(values)[-1] >= 5, "no round-off to guard"
     *batch, weights, idx = buffer.sample(4, 0.4, HighestDraws(), torch.device("cpu"))
     assert idx.max() < 5 and set(batch[0][:, 0].long().tolist()) <= set(range(1, 6))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Breaks a fresh reviewer found the suite missed (issue 26, item 3)
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["per_dqn", "rainbow"])
+def test_a_new_transition_enters_at_the_largest_priority_seen_so_far(name):
+    """PER-1: a new transition gets the largest priority so far, so that it is replayed soon, also after
+    updates raised the priorities above the starting 1. Catches the running maximum never updated."""
+    module = importlib.import_module(name)
+    buffer = module.PrioritizedReplayBuffer(8, 2, alpha=0.5, eps=1e-6)
+    extra = (1,) if name == "rainbow" else ()  # rainbow's transitions also keep their n-step count
+    for _ in range(3):
+        buffer.add(np.zeros(2), 0, 1.0, np.zeros(2), False, *extra)
+    buffer.update_priorities(np.array([0, 1]), np.array([9.0, 3.0]))
+    buffer.add(np.zeros(2), 0, 1.0, np.zeros(2), False, *extra)
+    assert buffer.tree.get(np.array([3]))[0] == pytest.approx(buffer.tree.get(np.array([0]))[0], rel=1e-4)
+    assert buffer.tree.get(np.array([3]))[0] > 2.9  # (9 + ε)^0.5, not 1
