@@ -47,10 +47,39 @@ def check_run_folder(run_dir, args, summary, interrupted=False):
     assert not glob.glob(os.path.join(run_dir, "*.tmp")), "a half-written file was left behind"
 
 
-def test_smoke_train(script, tmp_path):
+def watch_optimizers(monkeypatch) -> dict:
+    """{id of an optimizer: its calls of step and zero_grad, in order}, for every Adam optimizer."""
+    events = {}
+    step, zero_grad = torch.optim.Adam.step, torch.optim.Optimizer.zero_grad
+
+    def logged_step(self, *args, **kwargs):
+        events.setdefault(id(self), []).append("step")
+        return step(self, *args, **kwargs)
+
+    def logged_zero_grad(self, *args, **kwargs):
+        events.setdefault(id(self), []).append("zero_grad")
+        return zero_grad(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", logged_step)
+    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", logged_zero_grad)
+    return events
+
+
+def test_smoke_train(script, tmp_path, monkeypatch):
+    """A tiny run of each script on its envs: its summary and files; and every gradient step follows a
+    fresh gradient: between two steps of an optimizer its gradients were cleared (zero_grad), or each
+    step would follow the sum of every gradient so far. (a3c's workers fill the shared optimizer's
+    gradients from their own copies: tests/test_a3c.py checks those.)"""
     for env_id in script.smoke_envs:
         args = tiny_args(script, tmp_path / env_id, env_id=env_id)
+        events = watch_optimizers(monkeypatch)
         summary = script.module().train(args)
+        if script.name != "a3c":
+            stepped = [calls for calls in events.values() if "step" in calls]
+            assert stepped, "no optimizer step was taken"
+            for calls in stepped:
+                between_steps = " ".join(calls).split("step")[1:-1]
+                assert all("zero_grad" in between for between in between_steps), calls[:12]
         assert set(summary) == {"eval_mean", "eval_std", "global_step", "sps", "run_dir"}
         assert summary["global_step"] == args.total_timesteps
         assert math.isfinite(summary["eval_mean"]) and summary["sps"] > 0
@@ -138,3 +167,4 @@ def test_ctrl_c_saves_and_exits_130(script, cli_results):
     check_run_folder(run_dir, args, {"global_step": 100000000}, interrupted=True)
     assert len(read_csv(os.path.join(run_dir, "episodes.csv"))) >= len(episodes)
     assert not os.path.exists(os.path.join(run_dir, "eval.json")), "an interrupted run has no evaluation"
+
