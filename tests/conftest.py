@@ -8,6 +8,7 @@ import concurrent.futures
 import csv
 import glob
 import importlib
+import inspect
 import os
 import signal
 import subprocess
@@ -100,7 +101,12 @@ def interrupt_once_logging(command: list, cwd, env=None, episodes=4, timeout=600
     """Start `command` in cwd, wait until its run folder's episodes.csv has `episodes` rows, call
     before_interrupt() if given, send SIGINT (Ctrl-C) and wait for the exit. Returns (exit status, stdout,
     stderr, episode rows logged before the interrupt). The process is killed whatever happens."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The child starts with Ctrl-C's default action: started from the background thread of cli_results while an
+    # in-process a3c.py test starts its workers (with SIGINT ignored meanwhile), it would inherit an ignored SIGINT
+    # and train on through the interrupt. Python installs its KeyboardInterrupt handler only over the default.
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", reset, *command], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline, logged = time.time() + timeout, []
         while len(logged) < episodes and time.time() < deadline and proc.poll() is None:
@@ -274,6 +280,15 @@ def cli_results(request, tmp_path_factory):
         results[script.name, "ctrl_c"] = (pool.submit(interrupt_once_logging, command, cwd=cwd), cwd)
     yield results
     pool.shutdown(cancel_futures=True)
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that read cli_results' subprocesses run last: the background thread then has the whole
+    session to finish them while the in-process tests run, and the first core never waits for the second."""
+    def reads_subprocesses(item):
+        function = getattr(item, "function", None)
+        return function is not None and "cli_results" in inspect.signature(function).parameters
+    items.sort(key=reads_subprocesses)  # stable: every other test keeps its order
 
 
 def cli_result(cli_results, script, check):
