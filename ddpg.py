@@ -26,7 +26,7 @@ update_actor, soft_update), then train(), the loop that calls them step by step.
 first reading.
 
 Run:
-  python ddpg.py                              # Pendulum-v1, 10k steps
+  python ddpg.py                              # Pendulum-v1, 15k steps
   # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a
   # laptop CPU this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try
   # --total-timesteps 100000 first.
@@ -61,7 +61,7 @@ class Args:
     """Gymnasium environment id (Box actions with finite bounds, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 10_000  # ours (README: how the defaults were chosen)
+    total_timesteps: int = 15_000  # ours (README: how the defaults were chosen)
     """environment steps to train for"""
     cuda: bool = True
     """use CUDA when it is available"""
@@ -69,8 +69,12 @@ class Args:
     """use deterministic torch kernels"""
     torch_threads: int = 1
     """CPU threads for torch (one is fastest for these small networks)"""
-    eval_episodes: int = 10
-    """episodes of the final deterministic (mean action) evaluation"""
+    eval_episodes: int | None = None
+    """episodes of the final deterministic evaluation, on the env's fixed test set (default: the
+    env's own number, TEST_EPISODES below; 10 for other envs)"""
+    eval_every: int | None = None
+    """environment steps between two evaluations of the deterministic policy during training, into
+    eval_curve.csv (default: a twentieth of the run; 0: none)"""
     run_dir: str = "runs"
     """folder under which each run makes its own folder"""
     save_model: bool = True
@@ -274,6 +278,7 @@ def train(args: Args) -> dict:
                 if global_step % args.log_frequency == 0:
                     run.log(global_step, critic_loss.item(), actor_loss.item(),
                             q_values.mean().item())
+            run.curve(global_step, policy)  # eval_curve.csv, every eval_every steps
         return run.evaluate(global_step, policy)
 
 
@@ -308,8 +313,7 @@ def check_args(args: Args, env: gym.Env):
         (args.learning_starts < args.batch_size, "learning_starts must be at least batch_size"),
         (args.exploration_noise < 0, "exploration_noise must be >= 0"),
         (args.log_frequency <= 0, "log_frequency must be positive"),
-        (args.eval_episodes < 0 or args.torch_threads <= 0,
-         "eval_episodes must be >= 0 and torch_threads > 0"),
+        (args.torch_threads <= 0, "torch_threads must be positive"),
         (args.hidden_size <= 0, "hidden_size must be positive"),
     ]
     for bad, message in problems:
@@ -360,8 +364,7 @@ def seed_everything(seed: int, args):
 
 
 def write_atomically(path: str, data):
-    """Write data (JSON for a .json path, else with torch.save) to a temporary file, then rename it
-    to path: an interrupt never leaves a half-written file."""
+    """Write data (JSON for .json, else torch.save) to path.tmp, then rename: never half-written."""
     if path.endswith(".json"):
         pathlib.Path(path + ".tmp").write_text(json.dumps(data, indent=2))
     else:
@@ -369,12 +372,28 @@ def write_atomically(path: str, data):
     os.replace(path + ".tmp", path)
 
 
+# The fixed test sets: episode e of the final evaluation starts from env seed TEST_SEED + e in
+# every run, whatever its training seed; the curve during training plays its own, CURVE_SEED + e.
+TEST_SEED, CURVE_SEED, CURVE_EPISODES = 1_000_000, 2_000_000, 5
+TEST_EPISODES = {"CartPole-v1": 20, "Acrobot-v1": 30, "Pendulum-v1": 100}  # README: the yardstick
+
+
+def evaluation_settings(args, total_steps: int):
+    """Fill in eval_episodes (default: the env's test set) and eval_every (20 points a run)."""
+    if args.eval_episodes is None:
+        args.eval_episodes = TEST_EPISODES.get(args.env_id, 10)
+    if args.eval_every is None:
+        args.eval_every = max(1, total_steps // 20)
+    if min(args.eval_episodes, args.eval_every) < 0:
+        fail("eval_episodes and eval_every must be >= 0")
+
+
 @torch.no_grad()
-def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> list:
-    """Returns of the deterministic `policy`; episode e starts from env seed seed + 10_000 + e."""
+def evaluate(policy, env: gym.Env, episodes: int, first_seed: int) -> list:
+    """Returns of the deterministic `policy`; episode e starts from env seed first_seed + e."""
     returns = [0.0] * episodes
     for episode in range(episodes):
-        obs, done = env.reset(seed=seed + 10_000 + episode)[0], False
+        obs, done = env.reset(seed=first_seed + episode)[0], False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns[episode], done = returns[episode] + float(reward), terminated or truncated
@@ -382,12 +401,15 @@ def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> list:
 
 
 class Logs:
-    """episodes.csv (a row per training episode), metrics.csv (a row per log()), a progress line."""
+    """episodes.csv (per training episode), metrics.csv (per log()), eval_curve.csv; progress."""
 
     def __init__(self, path: str, metric_names: list, total_steps: int):
-        self.files = {n: open(f"{path}/{n}.csv", "w", newline="") for n in ["episodes", "metrics"]}
+        self.files = {n: open(f"{path}/{n}.csv", "w", newline="")
+                      for n in ["episodes", "metrics", "eval_curve"]}
         self.log("global_step", "episodic_return", "episodic_length", "wall_time", file="episodes")
         self.log("global_step", *metric_names)
+        self.log("global_step", "eval_mean", "eval_std", "wall_time", "eval_time",
+                 file="eval_curve")
         self.returns = self.lengths = None  # of the episodes under way, one per environment
         self.total_steps, self.recent, self.global_step = total_steps, deque(maxlen=10), 0
         self.start_time = self.printed = time.time()
@@ -427,7 +449,9 @@ class Run(Logs, contextlib.AbstractContextManager):
     eval.json, model.pt. `with Run(...) as run:` keeps the model and logs however training ends."""
 
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
-        self.args, self.env, self.parts = args, env, {}
+        evaluation_settings(args, total_steps)
+        self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
+        self.test_env = gym.make(args.env_id)
         name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
@@ -437,7 +461,7 @@ class Run(Logs, contextlib.AbstractContextManager):
         print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps on {device}")
 
     def __exit__(self, kind, error, trace):  # Ctrl-C included
-        for file in [*self.files.values(), *([self.env] if self.env is not None else [])]:
+        for file in [*self.files.values(), self.test_env, *([self.env] if self.env else [])]:
             file.close()
         if self.args.save_model:
             model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
@@ -450,15 +474,25 @@ class Run(Logs, contextlib.AbstractContextManager):
         """What model.pt will hold: networks and other objects with a state_dict(), or tensors."""
         self.parts = parts
 
+    def curve(self, global_step: int, policy):
+        """Every eval_every steps: the deterministic `policy` on CURVE_EPISODES episodes, a row of
+        eval_curve.csv (beside the training curve, which explores)."""
+        if self.args.eval_every and global_step >= self.next_curve:
+            self.next_curve = (global_step // self.args.eval_every + 1) * self.args.eval_every
+            start = time.time()
+            returns = evaluate(policy, self.test_env, CURVE_EPISODES, CURVE_SEED)
+            self.log(global_step, np.mean(returns), np.std(returns),
+                     round(time.time() - self.start_time, 3), round(time.time() - start, 3),
+                     file="eval_curve")
+
     def evaluate(self, global_step: int, policy) -> dict:
-        """The final evaluation of the deterministic `policy`, into eval.json; train()'s summary."""
+        """The deterministic `policy` on the env's test set, into eval.json; train()'s summary."""
         self.global_step, sps = global_step, global_step / (time.time() - self.start_time)
-        args = self.args
-        returns = evaluate(policy, gym.make(args.env_id), args.eval_episodes, args.seed)
+        returns = evaluate(policy, self.test_env, self.args.eval_episodes, TEST_SEED)
         mean, std = float(np.mean(returns or [math.nan])), float(np.std(returns or [math.nan]))
         write_atomically(f"{self.dir}/eval.json", dict(mean=mean, std=std, returns=returns,
-                         episodes=len(returns), global_step=global_step, sps=sps,
-                         wall_time=time.time() - self.start_time))
+                         episodes=len(returns), first_seed=TEST_SEED, global_step=global_step,
+                         sps=sps, wall_time=time.time() - self.start_time))
         print(f"evaluation, {len(returns)} episodes: {mean:.1f} ± {std:.1f} ({sps:,.0f} steps/s)")
         return {"eval_mean": mean, "eval_std": std, "global_step": global_step, "sps": sps,
                 "run_dir": self.dir}

@@ -8,8 +8,9 @@ MODEL is a model.pt, a run folder, a folder of run folders, or a pattern with * 
 so that it works on every shell). The model is loaded by the script that wrote it (its name is in
 model.pt; the script must sit beside this file) and plays its deterministic policy: the greedy
 action, or the mean action with the observation normalization frozen. By default it plays the
-run's own final evaluation (the same episodes and start states, so it reproduces the run's
-eval.json); --episodes and --seed choose another test. Each evaluation writes eval.json (mean, std,
+run's own final evaluation, the env's fixed test set (episode e from env seed 1_000_000 + e, the
+same for every run, so it reproduces the run's eval.json); --episodes and --seed (the first env
+seed) choose another test. Each evaluation writes eval.json (mean, std,
 returns, settings) and, with --capture-video, one GIF per episode into a folder of its own,
 {out}/{run folder name}__{unix time}/, never into the training run.
 
@@ -125,8 +126,8 @@ def make_eval_env(module, env_id: str, video: bool) -> gym.Env:
 
 def evaluate_model(path: str, options) -> dict:
     module, args, saved = load(path)
-    episodes = args.eval_episodes if options.episodes is None else options.episodes
-    seed = args.seed if options.seed is None else options.seed
+    episodes = options.episodes or args.eval_episodes or module.TEST_EPISODES.get(args.env_id, 10)
+    seed = module.TEST_SEED if options.seed is None else options.seed
     device = torch.device("cuda" if options.cuda and torch.cuda.is_available() else "cpu")
     run_name = os.path.basename(os.path.dirname(os.path.abspath(path)))
     folder = os.path.join(options.out, f"{run_name}__{int(time.time())}")
@@ -137,14 +138,14 @@ def evaluate_model(path: str, options) -> dict:
     os.makedirs(os.path.join(folder, "videos") if options.capture_video else folder)
     env = make_eval_env(module, args.env_id, options.capture_video)
     policy = module.saved_policy(saved, args, env, device)
-    print(f"{path}: {saved['script']}.py on {args.env_id}, {episodes} episodes from seed {seed}")
+    print(f"{path}: {saved['script']}.py on {args.env_id}, {episodes} episodes from env seed {seed}")
     watched = Watch(env, episodes, os.path.join(folder, "videos") if options.capture_video else "")
     returns = module.evaluate(policy, watched, episodes, seed)
     env.close()
     mean, std = float(np.mean(returns or [np.nan])), float(np.std(returns or [np.nan]))
     result = {"mean": mean, "std": std,
               "returns": returns, "episodes": len(returns), "model": os.path.abspath(path),
-              "script": saved["script"], "env_id": args.env_id, "seed": seed,
+              "script": saved["script"], "env_id": args.env_id, "first_seed": seed,
               "global_step": saved.get("global_step"), "capture_video": options.capture_video,
               "device": str(device)}
     module.write_atomically(os.path.join(folder, "eval.json"), result)
@@ -158,7 +159,8 @@ def main(argv=None) -> list:
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="model.pt, run folder, folder of run folders, or a pattern with *")
     parser.add_argument("--episodes", type=int, help="episodes per model (default: the run's own)")
-    parser.add_argument("--seed", type=int, help="seed of the test (default: the run's own)")
+    parser.add_argument("--seed", type=int,
+                        help="env seed of the test's first episode (default: 1_000_000, the fixed test set)")
     parser.add_argument("--capture-video", action="store_true", help="save each episode as a GIF")
     parser.add_argument("--out", default=os.path.join("runs", "eval"),
                         help="folder for the evaluations' own folders (default: runs/eval)")

@@ -64,7 +64,7 @@ gym.register("SkewedBox-v0", entry_point=SkewedBoxEnv, max_episode_steps=50)
 RANDOM_STEPS, ACTING_STEPS, EVAL_EPISODES = 200, 150, 2
 WATCHED = dict(env_id="SkewedBox-v0", total_timesteps=RANDOM_STEPS + ACTING_STEPS, learning_starts=RANDOM_STEPS,
                batch_size=16, buffer_size=1_000, hidden_size=8, log_frequency=100, eval_episodes=EVAL_EPISODES,
-               cuda=False, save_model=False)
+               eval_every=0, cuda=False, save_model=False)
 EXPLORATION_NOISE = 0.1  # ddpg and td3: σ = 0.1 · (2, 4) = (0.2, 0.4) in env units
 
 

@@ -28,7 +28,7 @@ STEPS, DECAY, START_E, END_E = 256, 64, 1.0, 0.5
 COIN_OFFSET = 1e-3
 SETTINGS = dict(total_timesteps=STEPS, exploration_fraction=DECAY / STEPS, start_e=START_E, end_e=END_E,
                 learning_starts=96, batch_size=16, buffer_size=200, hidden_size=8, target_network_frequency=64,
-                log_frequency=32, eval_episodes=3, cuda=False, save_model=False)
+                log_frequency=32, eval_episodes=3, eval_every=0, cuda=False, save_model=False)
 # id: (script, Args overrides). The spy makes the target network answer −Q: its argmax is the worst action of
 # its copy of the online network, so an action taken from the wrong network shows at once.
 RUNS = {

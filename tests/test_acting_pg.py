@@ -217,7 +217,7 @@ def test_training_samples_the_policy_and_the_evaluation_plays_its_mode(module, s
     stored = spy_on_batches(module, monkeypatch, name, actions_of)
     episodes = 4
     module.train(module.Args(env_id=f"CountTruncated{kind}-v0", total_timesteps=256, hidden_size=8,
-                             log_std_init=LOG_STD, eval_episodes=episodes, save_model=False,
+                             log_std_init=LOG_STD, eval_episodes=episodes, eval_every=0, save_model=False,
                              run_dir=str(tmp_path), cuda=False, **settings))
     assert samples, "the actor's sample() was never called: training did not draw from the policy"
     check_the_evaluation_plays_the_mode(samples[-1][3], env_steps[256:], episodes)
@@ -282,7 +282,7 @@ def test_a3c_worker_samples_the_policy_and_the_evaluation_plays_its_mode(kind, m
     env_steps.clear()  # the worker process records its own steps in its own memory: these are the evaluation's
     episodes = 4
     args = a3c.Args(env_id=f"CountTruncated{kind}-v0", total_timesteps=60, num_workers=1,
-                    eval_episodes=episodes, run_dir=str(tmp_path), **A3C_TINY)
+                    eval_episodes=episodes, eval_every=0, run_dir=str(tmp_path), **A3C_TINY)
     summary = a3c.train(args)
     saved = torch.load(os.path.join(summary["run_dir"], "model.pt"), weights_only=True)
     actor = a3c.make_networks(gym.make(args.env_id), args)[0]
@@ -413,7 +413,7 @@ def test_the_time_limit_bootstrap_normalizes_the_real_final_observation_without_
 
     monkeypatch.setattr(module, returns_function, spy)
     module.train(module.Args(env_id="CountTruncatedDiscrete-v0", total_timesteps=64, hidden_size=8, norm_obs=True,
-                             norm_reward=False, eval_episodes=0, save_model=False, run_dir=str(tmp_path),
+                             norm_reward=False, eval_episodes=0, eval_every=0, save_model=False, run_dir=str(tmp_path),
                              cuda=False, **settings))
     if module is reinforce:  # reward_to_go(rewards, terminated, truncated, final_values, γ)
         cut = np.concatenate([args[2] for args in recorded])
@@ -445,7 +445,7 @@ def test_the_evaluation_normalizes_with_frozen_statistics_that_model_pt_carries_
     model.pt or not loaded by saved_policy."""
     calls = spy_on_normalization(module, monkeypatch)
     summary = module.train(module.Args(env_id="Pendulum-v1", total_timesteps=256, hidden_size=8, norm_obs=True,
-                                       norm_reward=True, eval_episodes=1, run_dir=str(tmp_path / "runs"),
+                                       norm_reward=True, eval_episodes=1, eval_every=0, run_dir=str(tmp_path / "runs"),
                                        cuda=False, **settings))
     checkpoint = torch.load(os.path.join(summary["run_dir"], "model.pt"), weights_only=True)
     obs_rms, return_rms = checkpoint["normalizer"]["obs_rms"], checkpoint["normalizer"]["return_rms"]

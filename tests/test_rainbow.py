@@ -249,7 +249,7 @@ def test_train_draws_new_noise_every_step_and_evaluates_without_noise(monkeypatc
     monkeypatch.setattr(rainbow, "evaluate", flagged_evaluate)
     steps = 150
     rainbow.train(rainbow.Args(total_timesteps=steps, learning_starts=100, batch_size=16, hidden_size=8,
-                               eval_episodes=1, run_dir=str(tmp_path), cuda=False, save_model=False))
+                               eval_episodes=1, eval_every=0, run_dir=str(tmp_path), cuda=False, save_model=False))
     # 4 noisy layers in each of the 2 networks: once when built, then at every step
     assert resets[0] == 2 * 4 * (steps + 1)
     assert any(training for in_eval, training in forward_modes if not in_eval)

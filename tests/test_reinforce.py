@@ -369,7 +369,7 @@ def test_train_learns_from_the_unclipped_sample_and_clips_only_what_the_env_gets
                         lambda self, action: stepped.append(np.array(action)) or original_step(self, action))
     updates = spy_on(monkeypatch, "update")
     reinforce.train(reinforce.Args(env_id="CountTruncatedContinuous-v0", total_timesteps=20, num_episodes=2,
-                                   log_std_init=1.0, eval_episodes=0, save_model=False, run_dir=str(tmp_path),
+                                   log_std_init=1.0, eval_episodes=0, eval_every=0, save_model=False, run_dir=str(tmp_path),
                                    cuda=False))
     learned = np.concatenate([update_args[3][1].numpy() for update_args, _ in updates])[:, 0]
     played = np.array(stepped[:len(learned)])[:, 0]

@@ -1,0 +1,154 @@
+"""The yardstick (issue 27): every run's final evaluation plays the env's fixed test set, the same start states
+whatever the training seed, with the documented number of episodes; the curve during training plays its own
+fixed episodes every eval_every steps into eval_curve.csv, without changing what training does."""
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import ROOT, SCRIPTS, read_csv, tiny_args
+
+BY_NAME = {script.name: script for script in SCRIPTS}
+
+
+def spy_on_evaluations(module, monkeypatch) -> list:
+    """[(episodes, first_seed, [the first observation of each episode])] of every evaluate() call of the script."""
+    calls, original = [], module.evaluate
+
+    class FirstObservations:
+        def __init__(self, env, starts):
+            self.env, self.starts = env, starts
+
+        def reset(self, **named):
+            obs, info = self.env.reset(**named)
+            self.starts.append(obs.tolist())
+            return obs, info
+
+        def step(self, action):
+            return self.env.step(action)
+
+    def spy(policy, env, episodes, first_seed):
+        starts = []
+        calls.append((episodes, first_seed, starts))
+        return original(policy, FirstObservations(env, starts), episodes, first_seed)
+
+    monkeypatch.setattr(module, "evaluate", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["dqn", "ppo", "sac"])
+def test_two_training_seeds_are_judged_on_the_same_start_states(name, tmp_path, monkeypatch):
+    """Seeds 3 and 4 train different policies but play the same test: episode e from env seed TEST_SEED + e, as
+    many episodes as TEST_EPISODES gives the env, whatever the seed."""
+    script = BY_NAME[name]
+    module = script.module()
+    env_id = script.smoke_envs[0]
+    finals = {}
+    for seed in (3, 4):
+        calls = spy_on_evaluations(module, monkeypatch)
+        args = tiny_args(script, tmp_path / str(seed), env_id=env_id, seed=seed, eval_episodes=None, eval_every=0)
+        summary = module.train(args)
+        (final,) = calls  # eval_every=0: the final evaluation only
+        finals[seed] = final
+        episodes, first_seed, starts = final
+        assert first_seed == module.TEST_SEED == 1_000_000
+        assert episodes == module.TEST_EPISODES[env_id] == len(starts)
+        evaluation = json.load(open(os.path.join(summary["run_dir"], "eval.json")))
+        assert evaluation["episodes"] == episodes and evaluation["first_seed"] == module.TEST_SEED
+        assert json.load(open(os.path.join(summary["run_dir"], "args.json")))["eval_episodes"] == episodes
+    assert finals[3][2] == finals[4][2], "two training seeds were evaluated from different start states"
+    assert len({tuple(start) for start in finals[3][2]}) == len(finals[3][2]), "the test repeats a start state"
+
+
+def test_the_default_number_of_test_episodes_per_env_is_the_documented_one():
+    """The README's table of the test sets gives every env's number of episodes, and every script uses it."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    documented = {env: int(n) for env, n in re.findall(r"^\| (\w+-v\d) \| (\d+) \|", readme, re.MULTILINE)}
+    for script in SCRIPTS:
+        assert script.module().TEST_EPISODES == documented == {"CartPole-v1": 20, "Acrobot-v1": 30,
+                                                              "Pendulum-v1": 100}, script.name
+
+
+def test_the_curve_plays_its_own_episodes_every_eval_every_steps(tmp_path, monkeypatch):
+    """dqn.py with 800 steps: by default a point every 40 steps (20 a run), each the mean and std of CURVE_EPISODES
+    episodes from env seed CURVE_SEED, in eval_curve.csv; eval_every 0 writes no point."""
+    script = BY_NAME["dqn"]
+    module = script.module()
+    calls = spy_on_evaluations(module, monkeypatch)
+    summary = module.train(tiny_args(script, tmp_path / "a", eval_every=None))
+    rows = read_csv(os.path.join(summary["run_dir"], "eval_curve.csv"))
+    assert [int(row["global_step"]) for row in rows] == list(range(40, 801, 40))
+    curve_calls, final_call = calls[:-1], calls[-1]
+    assert [(episodes, first_seed) for episodes, first_seed, _ in curve_calls] == \
+        [(module.CURVE_EPISODES, module.CURVE_SEED)] * 20
+    assert final_call[1] == module.TEST_SEED
+    assert json.load(open(os.path.join(summary["run_dir"], "args.json")))["eval_every"] == 40
+    for row in rows:
+        assert float(row["eval_std"]) >= 0 and 0 < float(row["eval_time"]) <= float(row["wall_time"])
+    walls = [float(row["wall_time"]) for row in rows]
+    assert walls == sorted(walls)
+    summary = module.train(tiny_args(script, tmp_path / "b", eval_every=0))
+    assert read_csv(os.path.join(summary["run_dir"], "eval_curve.csv")) == []
+
+
+def test_the_curve_means_are_the_returns_of_its_episodes(tmp_path, monkeypatch):
+    """Each row's eval_mean and eval_std are those of the returns evaluate() gave for that point."""
+    script = BY_NAME["ppo"]
+    module = script.module()
+    returns, original = [], module.evaluate
+
+    def recording(*positional):
+        returns.append(original(*positional))
+        return returns[-1]
+
+    monkeypatch.setattr(module, "evaluate", recording)
+    summary = module.train(tiny_args(script, tmp_path, eval_every=128))
+    rows = read_csv(os.path.join(summary["run_dir"], "eval_curve.csv"))
+    assert len(rows) == 4 == len(returns) - 1
+    for row, point in zip(rows, returns):
+        assert float(row["eval_mean"]) == pytest.approx(sum(point) / len(point))
+
+
+@pytest.mark.parametrize("name", [s.name for s in SCRIPTS if s.deterministic])
+def test_the_curve_does_not_change_training(name, tmp_path):
+    """Evaluating during training leaves training as it was: the same episodes and the same final evaluation with
+    and without the curve (no random draw taken from training, no normalizer statistics updated, NoisyNet's
+    noise back on after it, the training env untouched)."""
+    script = BY_NAME[name]
+    fields = script.module().Args.__dataclass_fields__
+    # the settings where a curve could disturb training: normalization on, NoisyNet's noise large enough to
+    # change actions (with the tiny network's small noise, acting on the means picks the same actions)
+    extra = {**({"norm_obs": True} if "norm_obs" in fields else {}),
+             **({"noisy_sigma0": 5.0} if "noisy_sigma0" in fields else {})}
+    runs = {}
+    for every in (0, 50):
+        env_id = script.smoke_envs[-1]
+        summary = script.module().train(tiny_args(script, tmp_path / str(every), env_id=env_id, eval_every=every,
+                                                  **extra))
+        episodes = [list(row.values())[:3] for row in read_csv(os.path.join(summary["run_dir"], "episodes.csv"))]
+        curve = read_csv(os.path.join(summary["run_dir"], "eval_curve.csv"))
+        runs[every] = episodes, json.load(open(os.path.join(summary["run_dir"], "eval.json")))["returns"], curve
+    assert runs[0][2] == [] and len(runs[50][2]) >= 2, "the curve was not drawn"
+    assert runs[50][0] == runs[0][0], "the curve changed the training episodes"
+    assert runs[50][1] == runs[0][1], "the curve changed the final evaluation"
+
+
+def test_rainbow_draws_its_curve_without_noise(tmp_path, monkeypatch):
+    """RAINBOW-6 holds for the curve too: each of its evaluations acts with every noisy layer in eval mode (the
+    means μ), and training goes on with the noise on."""
+    script = BY_NAME["rainbow"]
+    module = script.module()
+    modes, original, networks = [], module.evaluate, []
+    monkeypatch.setattr(module.Run, "save", lambda run, **parts: networks.append(parts["q_network"]))
+
+    def spy(policy, env, episodes, first_seed):
+        layers = [m for m in networks[0].modules() if isinstance(m, module.NoisyLinear)]
+        modes.append((first_seed, [layer.training for layer in layers]))
+        return original(policy, env, episodes, first_seed)
+
+    monkeypatch.setattr(module, "evaluate", spy)
+    module.train(tiny_args(script, tmp_path, eval_every=100, save_model=False))
+    curve = [training for first_seed, training in modes if first_seed == module.CURVE_SEED]
+    assert len(curve) == 8 and all(training and not any(training) for training in curve), modes
