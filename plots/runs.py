@@ -1,23 +1,33 @@
 """Reading run folders: shared by plot.py and benchmark.py.
 
-A run folder is `{run_dir}/{env_id}__{exp_name}__{seed}__{unix_time}/` with episodes.csv, metrics.csv,
-args.json and, once training finished, eval.json (see the README's section on the layout of a script). The
-experiment name is a script's `--exp-name` (default: the script's name); args.json holds it as "exp_name" and
-the script as "script". Folders written before those keys existed have neither: both are then the second part
-of the folder's name.
+A run folder is `{run_dir}/{env_id}__{exp_name}__{seed}__{unix_time}/` with args.json, episodes.csv,
+metrics.csv, eval_curve.csv (the greedy curve: a test of the deterministic policy every `eval_every` steps;
+folders written before it existed have none) and, once training finished, eval.json and model.pt (see the
+README's section on the layout of a script). The experiment name is a script's `--exp-name` (default: the
+script's name); args.json holds it as "exp_name" and the script as "script". Folders written before those keys
+existed have neither: both are then the second part of the folder's name.
 """
 
 import csv
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 # Return that counts as solving an env (CartPole-v1's official threshold; -200 for Pendulum-v1, which has
 # none, is the level commonly called solved; Acrobot-v1's official threshold).
 THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0, "Acrobot-v1": -100.0}
+# Stricter bars of some scripts: ddpg, td3 and sac are judged at -170 on Pendulum-v1 (issue 27's bar for them).
+SCRIPT_THRESHOLDS = {("ddpg", "Pendulum-v1"): -170.0, ("td3", "Pendulum-v1"): -170.0,
+                     ("sac", "Pendulum-v1"): -170.0}
+
+
+def threshold(script: str, env_id: str) -> float:
+    """The return at which a run of `script` counts as solving env_id: the script's own bar if it has one,
+    else the env's; NaN for an env without a threshold (no return reaches NaN)."""
+    return SCRIPT_THRESHOLDS.get((script, env_id), THRESHOLDS.get(env_id, float("nan")))
 
 
 @dataclass
@@ -37,6 +47,19 @@ class Run:
     """seconds since the start of training at the end of each training episode"""
     evaluation: dict | None
     """eval.json, or None for a run that did not finish"""
+    curve_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """the greedy curve (eval_curve.csv; empty arrays without one): global_step of each test of the
+    deterministic policy during training"""
+    curve_means: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """mean return of each such test (5 episodes from the same start states every time)"""
+    curve_stds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """std of the returns of each such test"""
+    curve_wall_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """seconds since the start of training at the end of each such test (the clock of wall_times)"""
+    curve_eval_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """seconds each such test took"""
+    has_curve: bool = False
+    """whether the run folder has eval_curve.csv (older ones have not)"""
 
     def metrics(self) -> dict:
         """metrics.csv as a dict of column name -> float array."""
@@ -55,11 +78,18 @@ class Run:
         reached = np.flatnonzero(self.smoothed(window) >= threshold)
         return (int(self.steps[reached[0]]), float(self.wall_times[reached[0]])) if len(reached) else None
 
+    def first_greedy_reaching(self, threshold: float):
+        """(global step, seconds) of the first point of the greedy curve whose mean reached threshold, or
+        None (also for a run without a greedy curve)."""
+        reached = np.flatnonzero(self.curve_means >= threshold)
+        return (int(self.curve_steps[reached[0]]), float(self.curve_wall_times[reached[0]])) if len(reached) else None
+
 
 def read_columns(path: str) -> dict:
+    """A CSV file as a dict of column name -> float array (no columns for an empty file)."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
+    header, body = (rows[0], rows[1:]) if rows else ([], [])
     return {name: np.array([float(row[i]) for row in body]) for i, name in enumerate(header)}
 
 
@@ -87,8 +117,14 @@ def read_run(path: str):
     if os.path.exists(eval_path):
         with open(eval_path) as f:
             evaluation = json.load(f)
+    curve_path = os.path.join(path, "eval_curve.csv")
+    curve = read_columns(curve_path) if os.path.exists(curve_path) else {}
+    empty = np.zeros(0)
     return Run(path, env_id, args.get("exp_name") or name, args.get("script") or name, seed,
-               episodes["global_step"], episodes["episodic_return"], episodes["wall_time"], evaluation)
+               episodes["global_step"], episodes["episodic_return"], episodes["wall_time"], evaluation,
+               *(curve.get(column, empty) for column in ("global_step", "eval_mean", "eval_std", "wall_time",
+                                                          "eval_time")),
+               has_curve=os.path.exists(curve_path))
 
 
 def load_runs(run_dir: str, say=print) -> list:

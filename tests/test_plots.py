@@ -16,12 +16,14 @@ from conftest import ROOT
 sys.path.insert(0, os.path.join(ROOT, "plots"))
 import benchmark  # noqa: E402
 import plot  # noqa: E402
-from runs import group, load_runs  # noqa: E402
+from runs import group, load_runs, threshold  # noqa: E402
 
 
-def fake_run(run_dir, env_id, script, seed, stamp, returns, eval_mean=None, exp_name=None):
+def fake_run(run_dir, env_id, script, seed, stamp, returns, eval_mean=None, exp_name=None, curve=None):
     """A run folder written by hand. With exp_name, args.json holds "exp_name" and "script" as the scripts
-    write them now, and the folder is named after exp_name; without, args.json has only settings, as before."""
+    write them now, and the folder is named after exp_name; without, args.json has only settings, as before.
+    With curve, a list of (global_step, eval_mean, eval_std, wall_time, eval_time) rows, it has eval_curve.csv
+    (the greedy curve); without, none, as runs written before it."""
     path = os.path.join(run_dir, f"{env_id}__{exp_name or script}__{seed}__{stamp}")
     os.makedirs(path)
     args = {"env_id": env_id, "seed": seed} | ({"exp_name": exp_name, "script": script} if exp_name else {})
@@ -36,6 +38,10 @@ def fake_run(run_dir, env_id, script, seed, stamp, returns, eval_mean=None, exp_
         json.dump({"mean": eval_mean, "std": 0.0, "returns": [eval_mean], "episodes": 1,
                    "global_step": 100 * len(returns), "sps": 1000.0, "wall_time": 2.0},
                   open(os.path.join(path, "eval.json"), "w"))
+    if curve is not None:
+        with open(os.path.join(path, "eval_curve.csv"), "w") as f:
+            f.write("global_step,eval_mean,eval_std,wall_time,eval_time\n")
+            f.writelines(",".join(str(value) for value in row) + "\n" for row in curve)
     return path
 
 
@@ -93,6 +99,34 @@ def test_smoothing_and_first_reach(run_dir):
     # 475 at the tenth 500: episode 19, step 1900, 9.5 s
     assert run.first_reaching(475) == (1900, 9.5)
     assert group(load_runs(run_dir))[("CartPole-v1", "dqn")][1].first_reaching(475) is None
+
+
+def test_greedy_curve_and_its_first_reach(tmp_path, run_dir):
+    folder = str(tmp_path / "curves")
+    # the greedy curve reaches 475 at its third point (exactly 475), later than the first one above 400
+    fake_run(folder, "CartPole-v1", "dqn", 1, 1000, [100] * 30, eval_mean=500,
+             curve=[(1000, 120.0, 5.0, 3.5, 0.25), (2000, 430.5, 40.0, 7.0, 0.5), (3000, 475, 0.0, 11.0, 0.75)])
+    fake_run(folder, "CartPole-v1", "dqn", 2, 1000, [100] * 30, eval_mean=500, curve=[])  # a header, no rows
+    with_curve, header_only = load_runs(folder)
+    assert with_curve.has_curve and with_curve.curve_steps.tolist() == [1000, 2000, 3000]
+    assert with_curve.curve_means.tolist() == [120, 430.5, 475] and with_curve.curve_stds.tolist() == [5, 40, 0]
+    assert with_curve.curve_wall_times.tolist() == [3.5, 7, 11] and with_curve.curve_eval_times.tolist() == [
+        0.25, 0.5, 0.75]
+    assert with_curve.first_greedy_reaching(475) == (3000, 11.0)
+    assert with_curve.first_greedy_reaching(400) == (2000, 7.0)
+    assert with_curve.first_greedy_reaching(476) is None
+    assert header_only.has_curve and len(header_only.curve_steps) == 0
+    assert header_only.first_greedy_reaching(0) is None
+    old = load_runs(run_dir)[0]  # a folder written before eval_curve.csv: empty arrays, no first reach
+    assert not old.has_curve and old.curve_means.shape == old.curve_eval_times.shape == (0,)
+    assert old.first_greedy_reaching(-1e9) is None
+
+
+def test_threshold_per_script_and_env():
+    assert [threshold(script, "Pendulum-v1") for script in ("ddpg", "td3", "sac")] == [-170] * 3
+    assert [threshold(script, "Pendulum-v1") for script in ("a2c", "ppo", "trpo", "reinforce")] == [-200] * 4
+    assert threshold("sac", "CartPole-v1") == 475 and threshold("dqn", "Acrobot-v1") == -100
+    assert np.isnan(threshold("ppo", "MountainCar-v0"))
 
 
 def test_benchmark_table_counts_seeds_over_the_threshold(run_dir):
