@@ -7,17 +7,37 @@
     python plots/benchmark.py --summarize-only         # no training: the tables, from the runs already there
     python plots/benchmark.py --check                  # do RESULTS.md and README.md still match the runs?
 
-The defaults were tuned on seeds 1-10 (and fewer); the held-out seeds, 101-110 (dqn.py, trpo.py and
-per_dqn.py: others, see HELD_OUT_SEEDS_OF), were never used for tuning, so their table is the honest estimate
-of how often a new seed (or the same seed on another CPU) solves. Runs go to `--run-dir` (default
-runs/benchmark; the held-out seeds to its subfolder held-out/), at most one training process per core, each
-with one torch thread; a3c.py's runs (one worker process per core) go one at a time, after the others.
+The defaults were tuned on seeds 1-10 (and fewer); the held-out seeds, 101-110 (trpo.py: 111-120, see
+HELD_OUT_SEEDS_OF), were never used for tuning the present defaults, so their table is the honest estimate of
+how often a new seed (or the same seed on another CPU) solves. Runs go to `--run-dir` (default runs/benchmark;
+the held-out seeds to its subfolder held-out/), at most one training process per core, each with one torch
+thread; a3c.py's runs (one worker process per core) go one at a time, after the others.
 
-A table gives per script and env: the final deterministic evaluation (mean ± std over seeds of each seed's
-eval mean), how many seeds reached the env's threshold in that evaluation, the median step and second at
-which the mean of the last 10 training returns first reached it, the wall time of a run (training and
-evaluation, from eval.json) and training steps per second. The summary gives per script and env, over the
-seeds of both tables: the seeds solved, the median final evaluation, the steps and the wall time of a run.
+The final evaluation of every run plays the same test set: the deterministic policy, episode e from env seed
+1_000_000 + e, whatever the training seed (20 episodes on CartPole-v1, 30 on Acrobot-v1, 100 on Pendulum-v1,
+10 elsewhere). Before issue 27 it played 10 episodes from env seeds seed + 10_000 + e, so that neighbouring
+seeds shared 9 of their 10 start states: the "old test", played again here to show what the change changes.
+A run is solved when its final evaluation reaches runs.threshold(script, env): CartPole-v1 475, Acrobot-v1
+-100, Pendulum-v1 -200, but -170 for ddpg, td3 and sac.
+
+A table gives per script and env, over its seeds:
+- final eval, mean ± std over seeds: of each seed's final evaluation mean; per-seed eval: each of them;
+- seeds ≥ threshold: the seeds solved;
+- median first reach of the greedy curve: the step and second of the first test during training (the
+  deterministic policy every `eval_every` steps, 5 episodes from env seeds 2_000_000 + e: eval_curve.csv)
+  whose mean reached the threshold, the median over the seeds that reached it (k/n: of the n seeds with a
+  greedy curve);
+- median first reach (training avg10): the same for the mean of the last 10 training returns;
+- steps: the median training steps; wall s per run: training and evaluation (eval.json); steps/s: training;
+- greedy-curve cost: the seconds the greedy curve's tests took over the run's wall time, the median over seeds;
+- seeds whose verdict differs on the old test: how many seeds (and which) the old test would call solved when
+  the final evaluation does not, or the other way round. The old test is played once per run (after
+  training, or by --summarize-only) on its model.pt, loaded by evaluate.py's load() and played by the script's
+  own evaluate(); the result stays in the run folder as old_test.json. --check only reads those files.
+A run folder written before a column's data existed (no eval_curve.csv, no model.pt) shows n/a there, and so
+does a row kept from a table written before the column existed.
+The summary gives per script and env, over the seeds of both tables: the seeds solved, the median final
+evaluation, the steps and the wall time of a run.
 
 The tables go into the files of `--out` (default RESULTS.md and README.md, at the top of the repository),
 each between its marker comments, everything else of the file left as it is:
@@ -37,6 +57,7 @@ in plots/).
 
 import argparse
 import concurrent.futures
+import json
 import os
 import platform
 import re
@@ -45,11 +66,14 @@ import sys
 import time
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import THRESHOLDS, group, load_runs  # noqa: E402
+from runs import group, load_runs, threshold  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, ROOT)
+import evaluate  # noqa: E402  (evaluate.py at the top of the repository: it loads a model.pt)
 # The default task(s) of each script: the discrete ones on CartPole-v1; the continuous-control ones on
 # Pendulum-v1; the scripts for both action spaces on both.
 TASKS = {
@@ -62,9 +86,12 @@ TASKS = {
 }
 ALL_CORES = {"a3c"}  # its 2 worker processes take 2 cores: its runs go one at a time, after the others
 HELD_OUT_SEEDS = list(range(101, 111))
-# seeds that served to compare settings: dqn.py 102, 104, 106, 112, 120 (and later 121-135);
-# trpo.py 104, 107, 108; per_dqn.py 108, 110 (all on CartPole-v1)
-HELD_OUT_SEEDS_OF = {"dqn": list(range(141, 151)), "trpo": list(range(111, 121)), "per_dqn": list(range(111, 121))}
+# trpo.py's settings were compared on seeds 104, 107 and 108 (CartPole-v1): its held-out seeds are 111-120.
+# dqn.py and per_dqn.py once compared settings on seeds of 101-150 too, but they got new settings in issue 27,
+# which those comparisons never saw: 101-110 are held out for them again.
+HELD_OUT_SEEDS_OF = {"trpo": list(range(111, 121))}
+# The old test, the final evaluation before issue 27: 10 episodes, episode e from env seed seed + 10_000 + e
+OLD_TEST_EPISODES, OLD_TEST_OFFSET = 10, 10_000
 QUICK_STEPS = 10_000  # at least one rollout of every script on its default tasks (and on Acrobot-v1)
 
 
@@ -103,9 +130,10 @@ def mean_of(runs: list, key: str, form: str) -> str:
 
 
 COLUMNS = ["script", "env", "seeds", "final eval, mean ± std over seeds", "per-seed eval",
-           "seeds ≥ threshold", "median first reach (training avg10): steps / seconds", "steps",
-           "wall s per run", "steps/s"]
-ALIGN = ["---", "---", "---:", "---", "---", "---:", "---", "---:", "---:", "---:"]
+           "seeds ≥ threshold", "median first reach of the greedy curve: steps / seconds",
+           "median first reach (training avg10): steps / seconds", "steps", "wall s per run", "steps/s",
+           "greedy-curve cost, % of wall time", "seeds whose verdict differs on the old test"]
+ALIGN = ["---", "---", "---:", "---", "---", "---:", "---", "---", "---:", "---:", "---:", "---:", "---:"]
 SUMMARY_COLUMNS = ["script", "env", "seeds solved", "median final eval", "steps", "wall time per run"]
 SUMMARY_ALIGN = ["---", "---", "---:", "---:", "---:", "---:"]
 REGION = re.compile(r"(<!-- benchmark:([\w-]+) -->\n)(.*?)(<!-- /benchmark -->)", re.DOTALL)
@@ -117,38 +145,131 @@ def markdown(header: list, align: list, rows) -> str:
                       *("| " + " | ".join(cells) + " |" for cells in rows)])
 
 
-def table_rows(run_dir: str, scripts: list, envs=None) -> dict:
-    """{(script, env): the cells of its row} of the finished runs in run_dir, in the order of runs.group."""
+def first_reach(reached: list, seeds: int) -> str:
+    """The median step and second of the (step, second) pairs of the seeds that reached a threshold."""
+    if not reached:
+        return "never"
+    return (f"{np.median([s for s, _ in reached]):,.0f} / {np.median([t for _, t in reached]):.1f} "
+            f"({len(reached)}/{seeds} seeds)")
+
+
+def greedy_first_reach(runs: list, bar: float) -> str:
+    """first_reach() of the greedy curves, over the runs that have one; n/a if none has."""
+    with_curve = [run for run in runs if run.has_curve]
+    if not with_curve:
+        return "n/a"
+    reached = [r for r in (run.first_greedy_reaching(bar) for run in with_curve) if r is not None]
+    return first_reach(reached, len(with_curve))
+
+
+def curve_cost(runs: list) -> str:
+    """What the greedy curve cost: the seconds of its tests over the run's wall time (eval.json), in percent,
+    the median over the runs that have a curve; n/a if none has."""
+    costs = [100 * run.curve_eval_times.sum() / run.evaluation["wall_time"] for run in runs
+             if run.has_curve and run.evaluation.get("wall_time")]
+    if not costs:
+        return "n/a"
+    return f"{np.median(costs):.1f} %" + (f" ({len(costs)}/{len(runs)} seeds)" if len(costs) < len(runs) else "")
+
+
+def old_test_mean(run, compute: bool):
+    """The mean return of a run's model.pt on the old test (OLD_TEST_EPISODES episodes, episode e from env
+    seed run.seed + OLD_TEST_OFFSET + e), played by the script's own evaluate(); None without model.pt, or
+    when not computed. The result is kept in the run folder as old_test.json: with compute=False only that
+    file is read."""
+    path = os.path.join(run.path, "old_test.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)["mean"]
+    model = os.path.join(run.path, "model.pt")
+    if not compute or not os.path.exists(model):
+        return None
+    try:
+        module, args, saved = evaluate.load(model)
+        env = module.make_env(args.env_id)
+        policy = module.saved_policy(saved, args, env, torch.device("cpu"))
+        first_seed = run.seed + OLD_TEST_OFFSET
+        returns = module.evaluate(policy, env, OLD_TEST_EPISODES, first_seed)
+        env.close()
+    except (Exception, SystemExit) as e:  # evaluate.load() exits on a model.pt it cannot read
+        print(f"  old test of {run.path}: failed ({type(e).__name__}: {e}); its verdict shows n/a", flush=True)
+        return None
+    result = {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns,
+              "episodes": OLD_TEST_EPISODES, "first_seed": first_seed}
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(path + ".tmp", path)  # a run folder never holds half an old_test.json
+    print(f"  old test of {run.path}: {result['mean']:.1f}", flush=True)
+    return result["mean"]
+
+
+def old_test_verdicts(runs: list, bar: float, compute: bool) -> str:
+    """How many seeds the old test would judge otherwise than the final evaluation (solved or not), and which;
+    over the runs with an old-test result, the others counted as n/a."""
+    olds = {run.seed: (old_test_mean(run, compute), run.evaluation["mean"]) for run in runs}
+    known = {seed: pair for seed, pair in olds.items() if pair[0] is not None}
+    if not known:
+        return "n/a"
+    differ = [seed for seed, (old, new) in known.items() if (old >= bar) != (new >= bar)]
+    cell = f"{len(differ)}/{len(known)}"
+    if differ:
+        cell += f": seed{'s' * (len(differ) > 1)} {', '.join(str(seed) for seed in differ)}"
+    if len(known) < len(runs):
+        cell += f" ({len(runs) - len(known)} n/a)"
+    return cell
+
+
+def table_rows(run_dir: str, scripts: list, envs=None, compute_old_test: bool = True) -> dict:
+    """{(script, env): the cells of its row} of the finished runs in run_dir, in the order of runs.group.
+    The old test is played for runs without old_test.json only with compute_old_test."""
     rows = {}
     for (env_id, script), runs in group(load_runs(run_dir)).items():
         runs = [run for run in runs if run.evaluation and script in scripts and (not envs or env_id in envs)]
         if not runs:
             continue
-        threshold = THRESHOLDS.get(env_id, float("nan"))
+        bar = threshold(script, env_id)
         evals = np.array([run.evaluation["mean"] for run in runs])
-        reached = [r for r in (run.first_reaching(threshold) for run in runs) if r is not None]
-        first = (f"{np.median([s for s, _ in reached]):,.0f} / {np.median([t for _, t in reached]):.1f} "
-                 f"({len(reached)}/{len(runs)} seeds)" if reached else "never")
+        reached = [r for r in (run.first_reaching(bar) for run in runs) if r is not None]
         rows[(script, env_id)] = [
             script, env_id, str(len(runs)), f"{evals.mean():.1f} ± {evals.std():.1f}",
-            " / ".join(f"{e:.0f}" for e in evals), f"{int((evals >= threshold).sum())}/{len(runs)}", first,
+            " / ".join(f"{e:.0f}" for e in evals), f"{int((evals >= bar).sum())}/{len(runs)}",
+            greedy_first_reach(runs, bar), first_reach(reached, len(runs)),
             f"{int(np.median([r.evaluation['global_step'] for r in runs])):,}",
-            mean_of(runs, "wall_time", ".1f"), mean_of(runs, "sps", ",.0f")]
+            mean_of(runs, "wall_time", ".1f"), mean_of(runs, "sps", ",.0f"), curve_cost(runs),
+            old_test_verdicts(runs, bar, compute_old_test)]
     return rows
 
 
-def table(run_dir: str, scripts: list, envs=None) -> str:
-    return markdown(COLUMNS, ALIGN, table_rows(run_dir, scripts, envs).values())
+def table(run_dir: str, scripts: list, envs=None, compute_old_test: bool = True) -> str:
+    return markdown(COLUMNS, ALIGN, table_rows(run_dir, scripts, envs, compute_old_test).values())
 
 
-def parse_rows(text: str) -> dict:
-    """{(script, env): cells} of a markdown table's body rows (the first two cells name the row)."""
-    rows = {}
+def parse_rows(text: str, columns=None) -> dict:
+    """{(script, env): cells} of a markdown table's body rows (the first two cells name the row). With
+    `columns`, the cells are put in that order by the names of the table's header, "n/a" for a column the
+    table lacks: a row written before a column existed reads as a row of today's table."""
+    rows, header = {}, columns
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) > 2 and cells[0] != "script" and not cells[0].startswith("-"):
+        if not line.startswith("|") or len(cells) <= 2 or cells[0].startswith("-"):
+            continue
+        if cells[0] == "script":
+            header = cells
+        elif columns and header != columns:
+            by_name = dict(zip(header, cells))
+            rows[(cells[0], cells[1])] = [by_name.get(column, "n/a") for column in columns]
+        else:
             rows[(cells[0], cells[1])] = cells
     return rows
+
+
+def header_of(text: str):
+    """The cells of the first header row (starting with "script") of a markdown table, or None."""
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == "script":
+            return cells
+    return None
 
 
 def ordered(rows: dict) -> list:
@@ -160,14 +281,15 @@ def summary_rows(tuning: dict, held_out: dict) -> dict:
     """{(script, env): cells of the summary} from the rows of the two tables, over the seeds of both."""
     rows = {}
     for key, cells in tuning.items():
-        both = [cells] + ([held_out[key]] if key in held_out else [])
-        solved = [tuple(int(n) for n in row[5].split("/")) for row in both]
-        evals = [float(value) for row in both for value in row[4].split(" / ")]
+        both = [dict(zip(COLUMNS, row)) for row in [cells] + ([held_out[key]] if key in held_out else [])]
+        solved = [tuple(int(n) for n in row["seeds ≥ threshold"].split("/")) for row in both]
+        evals = [float(value) for row in both for value in row["per-seed eval"].split(" / ")]
         median = f"{np.median(evals):.1f}".removesuffix(".0")
-        walls = [(float(row[8]), int(row[2])) for row in both if row[8] != "n/a"]
+        walls = [(float(row["wall s per run"]), int(row["seeds"])) for row in both if row["wall s per run"] != "n/a"]
         wall = (f"{sum(w * n for w, n in walls) / sum(n for _, n in walls):,.0f} s"
                 if len(walls) == len(both) else "n/a")
-        rows[key] = [*key, f"{sum(s for s, _ in solved)}/{sum(n for _, n in solved)}", median, cells[7], wall]
+        rows[key] = [*key, f"{sum(s for s, _ in solved)}/{sum(n for _, n in solved)}", median, both[0]["steps"],
+                     wall]
     return rows
 
 
@@ -191,8 +313,9 @@ def new_file_text() -> str:
 
 
 def merged(old: str, new: dict) -> dict:
-    """The rows of a table region's text, those of `new` put in (replacing rows of the same script and env)."""
-    return parse_rows(old) | new
+    """The rows of a table region's text (in today's COLUMNS), those of `new` put in (replacing rows of the
+    same script and env)."""
+    return parse_rows(old, COLUMNS) | new
 
 
 def expected_regions(files: dict, fresh: dict) -> dict:
@@ -220,7 +343,9 @@ def differences(files: dict, fresh: dict, chosen) -> list:
             if name == "machine":
                 continue
             header = SUMMARY_COLUMNS if name == "summary" else COLUMNS
-            have, want = parse_rows(content), parse_rows(expected[name])
+            if header_of(content) not in (None, header):
+                lines.append(f"{path}, {TITLES[name]}: the columns differ from today's {header}")
+            have, want = parse_rows(content, header), parse_rows(expected[name])
             if name != "summary":
                 want = {key: row for key, row in want.items() if key in fresh[name]}
             for key in sorted(set(have) | set(want), key=lambda key: (key[1], key[0])):
@@ -247,7 +372,7 @@ def main():
     parser.add_argument("--seeds", nargs="*", type=int, default=list(range(1, 11)), help="tuning seeds")
     parser.add_argument("--held-out-seeds", nargs="*", type=int,
                         help="seeds never used for tuning, run into RUN_DIR/held-out and given their own table "
-                             "(default: 101-110; dqn: 141-150; trpo and per_dqn: 111-120)")
+                             "(default: 101-110; trpo: 111-120)")
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"))
     parser.add_argument("--procs", type=int, default=os.cpu_count(), help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="one seed, short budgets: a few minutes in all")
@@ -287,8 +412,9 @@ def main():
         if any(code != 0 for code in results):
             print("some runs failed: see above", file=sys.stderr)
 
-    fresh = {"tuning": table_rows(options.run_dir, options.scripts, options.envs),
-             "held-out": table_rows(held_out_dir, options.scripts, options.envs) if os.path.isdir(held_out_dir) else {}}
+    tables = [("tuning", options.run_dir), ("held-out", held_out_dir)]
+    fresh = {name: table_rows(folder, options.scripts, options.envs, compute_old_test=not options.check)
+             if os.path.isdir(folder) else {} for name, folder in tables}
     if not fresh["tuning"] and not fresh["held-out"]:
         which = "" if set(options.scripts) == set(TASKS) else f" of {options.scripts}"
         sys.exit(f"benchmark.py: error: no finished runs{which} in {options.run_dir} (RESULTS.md says how to "

@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+from types import SimpleNamespace
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -129,12 +132,109 @@ def test_threshold_per_script_and_env():
     assert np.isnan(threshold("ppo", "MountainCar-v0"))
 
 
+def table_cells(run_dir, scripts, **options):
+    """{column name: cell} of each row of benchmark's table of the runs in run_dir."""
+    rows = benchmark.table(run_dir, scripts, **options).splitlines()
+    assert [cell.strip() for cell in rows[0].split("|")[1:-1]] == benchmark.COLUMNS
+    return [dict(zip(benchmark.COLUMNS, (cell.strip() for cell in row.split("|")[1:-1]))) for row in rows[2:]]
+
+
 def test_benchmark_table_counts_seeds_over_the_threshold(run_dir):
-    rows = benchmark.table(run_dir, ["dqn"]).splitlines()
-    assert len(rows) == 3  # header, separator, one row for (CartPole-v1, dqn)
-    cells = [cell.strip() for cell in rows[2].split("|")[1:-1]]
-    assert cells[:6] == ["dqn", "CartPole-v1", "2", "350.0 ± 150.0", "500 / 200", "1/2"]
-    assert cells[6] == "1,900 / 9.5 (1/2 seeds)"
+    [cells] = table_cells(run_dir, ["dqn"])  # one row for (CartPole-v1, dqn)
+    assert list(cells.values())[:6] == ["dqn", "CartPole-v1", "2", "350.0 ± 150.0", "500 / 200", "1/2"]
+    assert cells["median first reach (training avg10): steps / seconds"] == "1,900 / 9.5 (1/2 seeds)"
+    assert cells["steps"] == "2,550" and cells["wall s per run"] == "2.0" and cells["steps/s"] == "1,000"
+    # runs written before the greedy curve and without model.pt: n/a where their data is missing
+    assert cells["median first reach of the greedy curve: steps / seconds"] == "n/a"
+    assert cells["greedy-curve cost, % of wall time"] == "n/a"
+    assert cells["seeds whose verdict differs on the old test"] == "n/a"
+
+
+def old_test(path, mean):
+    """An old_test.json written by hand, as benchmark.py caches it."""
+    json.dump({"mean": mean, "std": 0.0, "returns": [mean] * 10, "episodes": 10, "first_seed": 10_000},
+              open(os.path.join(path, "old_test.json"), "w"))
+
+
+def test_benchmark_greedy_curve_columns_and_old_test_verdicts(tmp_path):
+    folder = str(tmp_path / "runs")
+    # ddpg on Pendulum-v1 is judged at -170: seed 2's -180 fails it (it would pass -200)
+    old_test(fake_run(folder, "Pendulum-v1", "ddpg", 1, 1000, [-300] * 10, eval_mean=-160, curve=[
+        (1000, -900, 50, 2.0, 0.1), (2000, -165, 9, 4.0, 0.1), (3000, -150, 9, 6.0, 0.1)]), -175)
+    old_test(fake_run(folder, "Pendulum-v1", "ddpg", 2, 1000, [-300] * 10, eval_mean=-180, curve=[
+        (1000, -800, 50, 2.0, 0.1), (2000, -185, 9, 4.0, 0.1)]), -165)
+    fake_run(folder, "Pendulum-v1", "ddpg", 3, 1000, [-300] * 10, eval_mean=-140, curve=[
+        (1000, -169, 9, 1.6, 0.5)])  # no old_test.json and no model.pt: n/a
+    old_test(fake_run(folder, "Pendulum-v1", "ddpg", 4, 1000, [-300] * 10, eval_mean=-150), -170)  # no curve
+    [cells] = table_cells(folder, ["ddpg"])
+    assert cells["seeds"] == "4" and cells["seeds ≥ threshold"] == "3/4"
+    # seeds 1 and 3 reach -170 at (2000 steps, 4.0 s) and (1000, 1.6): the median of each; seed 4 has no curve
+    assert cells["median first reach of the greedy curve: steps / seconds"] == "1,500 / 2.8 (2/3 seeds)"
+    assert cells["median first reach (training avg10): steps / seconds"] == "never"
+    # the tests took 0.3, 0.2 and 0.5 s of runs of 2.0 s (eval.json): 15 %, 10 % and 25 %
+    assert cells["greedy-curve cost, % of wall time"] == "15.0 % (3/4 seeds)"
+    # seed 1: solved, but not on the old test (-175); seed 2 the other way round (-165); seed 4 solved on both
+    # (-170 on the old test: exactly the threshold)
+    assert cells["seeds whose verdict differs on the old test"] == "2/3: seeds 1, 2 (1 n/a)"
+    old_test(os.path.join(folder, "Pendulum-v1__ddpg__1__1000"), -160)
+    old_test(os.path.join(folder, "Pendulum-v1__ddpg__3__1000"), -140)
+    assert table_cells(folder, ["ddpg"])[0]["seeds whose verdict differs on the old test"] == "1/4: seed 2"
+
+
+class FakeScript:
+    """Stands for a script's module as evaluate.py's load() gives it: records each evaluate() call and returns
+    the return this test wants for the seeds it was given."""
+
+    def __init__(self, returns_from):
+        self.returns_from, self.calls = returns_from, []
+
+    def make_env(self, env_id):
+        return gym.make(env_id)
+
+    def saved_policy(self, saved, args, env, device):
+        return lambda obs: 0
+
+    def evaluate(self, policy, env, episodes, first_seed):
+        self.calls.append((episodes, first_seed))
+        return [self.returns_from(first_seed + e) for e in range(episodes)]
+
+
+def test_benchmark_plays_the_old_test_once_and_caches_it(tmp_path, monkeypatch):
+    folder = str(tmp_path / "runs")
+    paths = [fake_run(folder, "CartPole-v1", "dqn", seed, 1000, [100] * 10, eval_mean=500) for seed in (3, 4)]
+    for path in paths:
+        open(os.path.join(path, "model.pt"), "w").close()
+    # the old test of seed 3 starts from env seeds 10_003 ... 10_012, the first of which returns 300: it fails;
+    # seed 4's (10_004 ... 10_013) passes
+    script = FakeScript(lambda env_seed: 300.0 if env_seed == 10_003 else 490.0)
+    loaded = []
+    monkeypatch.setattr(benchmark.evaluate, "load", lambda path: loaded.append(path) or (
+        script, SimpleNamespace(env_id="CartPole-v1"), {}))
+    # --check only reads old_test.json: no model loaded, n/a
+    assert table_cells(folder, ["dqn"], compute_old_test=False)[0][
+        "seeds whose verdict differs on the old test"] == "n/a"
+    status, _ = run_benchmark(monkeypatch, "--check", "--run-dir", folder, "--out", results_files(tmp_path)[0])
+    assert status not in (0, None)  # the file has no rows yet
+    assert loaded == [] and not any(os.path.exists(os.path.join(p, "old_test.json")) for p in paths)
+    replaced = []
+    monkeypatch.setattr(os, "replace", lambda source, target: replaced.append((source, target)) or
+                        os.rename(source, target))
+    [cells] = table_cells(folder, ["dqn"])
+    # each old_test.json was written whole to a .tmp file first, then renamed
+    assert replaced == [(os.path.join(path, "old_test.json.tmp"), os.path.join(path, "old_test.json"))
+                        for path in paths]
+    assert loaded == [os.path.join(path, "model.pt") for path in paths]
+    assert script.calls == [(10, 10_003), (10, 10_004)]  # 10 episodes from env seed seed + 10_000
+    assert cells["seeds whose verdict differs on the old test"] == "1/2: seed 3"  # 471 < 475
+    with open(os.path.join(paths[0], "old_test.json")) as f:
+        cached = json.load(f)
+    assert cached["returns"] == [300.0] + [490.0] * 9 and cached["mean"] == pytest.approx(471)
+    assert cached["first_seed"] == 10_003 and cached["episodes"] == 10
+    assert sorted(os.listdir(paths[0])) == ["args.json", "episodes.csv", "eval.json", "metrics.csv", "model.pt",
+                                            "old_test.json"]  # no .tmp left
+    # read again (as --summarize-only and --check do): from old_test.json, nothing played
+    assert table_cells(folder, ["dqn"])[0] == table_cells(folder, ["dqn"], compute_old_test=False)[0] == cells
+    assert len(script.calls) == 2 and len(loaded) == 2
 
 
 PROSE = "# Results\n\nProse before, kept as it is.\n\n"
@@ -180,7 +280,11 @@ def with_held_out(run_dir):
 
 def test_benchmark_writes_the_tables_between_the_markers_and_leaves_the_prose(with_held_out, tmp_path,
                                                                               monkeypatch):
-    stale_sac = ("| sac | Pendulum-v1 | 10 | -127.4 ± 6.0 | -134 | 10/10 | 9,400 / 38.4 (7/10 seeds) | 10,000 | 44.2 "
+    # a table of a benchmark before the greedy curve (its columns, as RESULTS.md had them), with a row of sac
+    stale_sac = ("| script | env | seeds | final eval, mean ± std over seeds | per-seed eval | seeds ≥ threshold | "
+                 "median first reach (training avg10): steps / seconds | steps | wall s per run | steps/s |\n"
+                 "|---|---|---:|---|---|---:|---|---:|---:|---:|\n"
+                 "| sac | Pendulum-v1 | 10 | -127.4 ± 6.0 | -134 | 10/10 | 9,400 / 38.4 (7/10 seeds) | 10,000 | 44.2 "
                  "| 235 |\n")
     results, readme = results_files(tmp_path, tuning_rows=stale_sac)
     before = {path: open(path).read() for path in (results, readme)}
@@ -193,14 +297,19 @@ def test_benchmark_writes_the_tables_between_the_markers_and_leaves_the_prose(wi
     tuning = benchmark.parse_rows(regions["tuning"])
     assert tuning[("dqn", "CartPole-v1")] == benchmark.parse_rows(benchmark.table(with_held_out, ["dqn"]))[
         ("dqn", "CartPole-v1")]
-    assert ("sac", "Pendulum-v1") in tuning  # a row of a script not benchmarked stays
+    # a row of a script not benchmarked stays; written before the newer columns, it has n/a in them
+    kept = dict(zip(benchmark.COLUMNS, tuning[("sac", "Pendulum-v1")]))
+    assert (kept["per-seed eval"], kept["median first reach (training avg10): steps / seconds"],
+            kept["wall s per run"], kept["steps/s"]) == ("-134", "9,400 / 38.4 (7/10 seeds)", "44.2", "235")
+    assert kept["median first reach of the greedy curve: steps / seconds"] == "n/a"
+    assert kept["seeds whose verdict differs on the old test"] == "n/a"
     held_out = benchmark.parse_rows(regions["held-out"])
     assert list(held_out) == [("dqn", "CartPole-v1")] and held_out[("dqn", "CartPole-v1")][4] == "500 / 480"
     summary = benchmark.parse_rows(benchmark.regions(after[readme])["summary"])
     # dqn: seeds 1 and 2 evaluate 500 and 200 (1 solved), seeds 101 and 102 500 and 480 (2 solved); 2,550 steps
     # in the tuning runs (the median of 2,100 and 3,000); 2.0 s a run
     assert summary[("dqn", "CartPole-v1")] == ["dqn", "CartPole-v1", "3/4", "490", "2,550", "2 s"]
-    assert summary[("sac", "Pendulum-v1")][2:4] == ["10/10", "-134"]  # from the rows kept
+    assert summary[("sac", "Pendulum-v1")][2:] == ["10/10", "-134", "10,000", "44 s"]  # from the row kept
     # written again from the same runs: the same bytes
     run_benchmark(monkeypatch, "--summarize-only", "--run-dir", with_held_out, "--out", results, readme)
     assert {path: open(path).read() for path in (results, readme)} == after
@@ -240,6 +349,26 @@ def test_benchmark_check_passes_on_a_fresh_write_and_names_each_edited_row(with_
     lines, _ = check_with(results, row, row + "\n" + row.replace("CartPole-v1", "Acrobot-v1"))  # a row made up
     assert lines == [f"{results}, tuning seeds, dqn on Acrobot-v1: no finished runs",
                      f"{readme}, summary, dqn on Acrobot-v1: in the tables, not in the file"]
+    # a tuning table written before the greedy curve's columns existed: the header is named, and its cells are
+    # compared by their column's name (all the same here: these runs have no greedy curve either)
+    def without_new_columns(line):
+        cells = line.split("|")
+        return "|".join(cells[:7] + cells[8:12] + cells[14:])
+    header = next(line for line in written[results].splitlines() if line.startswith("| script |"))
+    align = next(line for line in written[results].splitlines() if line.startswith("|---|"))
+    tuning = f"{header}\n{align}\n{row}"  # the tuning table: the first one, with the one row
+    assert written[results].count(tuning) == 1
+    old = written[results].replace(tuning, "\n".join(without_new_columns(line) for line in (header, align, row)))
+    assert [len(without_new_columns(line).split("|")) for line in (header, row)] == [12, 12]  # 10 columns
+    assert "greedy" not in without_new_columns(header) and "old test" not in without_new_columns(header)
+    with open(results, "w") as f:
+        f.write(old)
+    status, printed = run_benchmark(monkeypatch, "--check", *files)
+    with open(results, "w") as f:
+        f.write(written[results])
+    assert status not in (0, None)
+    assert [line for line in printed.splitlines() if not line.startswith("skipped")] == [
+        f"{results}, tuning seeds: the columns differ from today's {benchmark.COLUMNS}"]
 
 
 def test_benchmark_check_without_runs_is_one_line(tmp_path, monkeypatch):
@@ -253,7 +382,7 @@ def test_the_readme_summary_agrees_with_the_tables_of_results_md():
     tables = benchmark.regions(results)
     expected = benchmark.expected_regions({"RESULTS.md": results}, {"tuning": {}, "held-out": {}})
     assert benchmark.regions(readme)["summary"].strip() == expected["summary"]
-    assert benchmark.parse_rows(expected["tuning"]) == benchmark.parse_rows(tables["tuning"])
+    assert benchmark.parse_rows(expected["tuning"]) == benchmark.parse_rows(tables["tuning"], benchmark.COLUMNS)
 
 
 def test_plot_writes_one_figure_per_env_and_per_algorithm(run_dir, tmp_path):
@@ -345,8 +474,6 @@ def test_plot_uses_the_labels_given(tmp_path, two_experiments, monkeypatch):
 # teaching.py's over-estimation figure: the maximization-bias MDP, Monte-Carlo returns, the figure
 # ---------------------------------------------------------------------------------------------------
 import copy  # noqa: E402
-
-import gymnasium as gym  # noqa: E402
 
 import teaching  # noqa: E402
 from conftest import DQN_TINY  # noqa: E402
