@@ -18,7 +18,11 @@ asked:
 - `{label}_{env}.png` per experiment, with each seed drawn thinly behind the mean.
 The curve of a seed is the mean of its last 10 training-episode returns; the line is the mean over seeds, the
 band spans their minimum to maximum. A dot at the right end marks each seed's final deterministic evaluation
-(eval.json).
+(eval.json). Runs with a greedy curve (eval_curve.csv: the deterministic policy tested on 5 episodes every
+`eval_every` steps during training) also get it, dashed in the same color: the mean over seeds of the tests'
+means, with a lighter band from their minimum to maximum. Runs without one (written before it existed) are
+drawn as before. Dotted gray lines mark the return that counts as solved (runs.threshold: a script may have its
+own).
 """
 
 import argparse
@@ -35,7 +39,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import THRESHOLDS, load_runs, pick, read_run  # noqa: E402
+from runs import load_runs, pick, read_run, threshold  # noqa: E402
+
+GREEDY_LABEL = "dashed: deterministic policy, 5 test episodes (band: min..max over seeds)"
 
 
 def on_grid(series: list, points: int = 200):
@@ -62,17 +68,46 @@ def seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
-def draw(ax, runs: list, label: str, color, seeds_too: bool):
-    """Training returns of one experiment over seeds, with a dot per seed for its final evaluation."""
+def draw_greedy(ax, runs: list, color) -> bool:
+    """The greedy curves of the runs that have one: their mean over seeds dashed, min..max as a light band.
+    Returns whether there was one to draw."""
+    series = [(run.curve_steps, run.curve_means) for run in runs if len(run.curve_steps)]
+    if not series:
+        return False
+    grid, curves = on_grid(series)
+    with warnings.catch_warnings():  # grid points before any seed's first test are all NaN: left blank
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, low, high = np.nanmean(curves, axis=0), np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+    ax.plot(grid, mean, color=color, linewidth=1.5, linestyle="--")
+    ax.fill_between(grid, low, high, color=color, alpha=0.07)
+    return True
+
+
+def draw(ax, runs: list, label: str, color, seeds_too: bool) -> bool:
+    """Training returns of one experiment over seeds, with a dot per seed for its final evaluation, and the
+    greedy curve of the runs that have one. Returns whether a greedy curve was drawn."""
     draw_band(ax, [(run.steps, run.smoothed()) for run in runs], f"{label} ({seeds(len(runs))})", color, seeds_too)
     finals = [(run.evaluation["global_step"], run.evaluation["mean"]) for run in runs if run.evaluation]
     if finals:
         ax.scatter(*zip(*finals), color=color, marker="o", s=18, zorder=3, edgecolors="black", linewidths=0.4)
+    return draw_greedy(ax, runs, color)
+
+
+def draw_thresholds(ax, runs: list, env_id: str, greedy: bool):
+    """A dotted line at each threshold of the runs' scripts on env_id ("solved", or with several, which
+    scripts), and the legend's entry for the dashed greedy curves if any was drawn."""
+    scripts = {}
+    for script in sorted({run.script for run in runs}):
+        if not np.isnan(threshold(script, env_id)):
+            scripts.setdefault(threshold(script, env_id), []).append(script)
+    for bar, names in scripts.items():
+        label = "solved" if len(scripts) == 1 else f"solved by {', '.join(names)}"
+        ax.axhline(bar, color="gray", linestyle=":", linewidth=1.2, label=label)
+    if greedy:
+        ax.plot([], [], color="gray", linewidth=1.5, linestyle="--", label=GREEDY_LABEL)
 
 
 def finish(ax, env_id: str, title: str, path: str):
-    if env_id in THRESHOLDS:
-        ax.axhline(THRESHOLDS[env_id], color="gray", linestyle="--", linewidth=1, label="solved")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return (mean of last 10)")
     ax.set_title(title)
@@ -205,12 +240,13 @@ def main():
                 name += "_"
             written.add(f"{name}_{env_id}")
             fig, ax = plt.subplots(figsize=(7, 4.5))
-            draw(ax, curve.runs, curve.label, curve.color, seeds_too=True)
+            greedy = draw(ax, curve.runs, curve.label, curve.color, seeds_too=True)
+            draw_thresholds(ax, curve.runs, env_id, greedy)
             finish(ax, env_id, f"{curve.label} on {env_id}: thin lines = seeds, dots = final evaluation",
                    os.path.join(out, f"{name}_{env_id}.png"))
         fig, ax = plt.subplots(figsize=(8, 5))
-        for curve in here:
-            draw(ax, curve.runs, curve.label, curve.color, seeds_too=False)
+        greedy = [draw(ax, curve.runs, curve.label, curve.color, seeds_too=False) for curve in here]
+        draw_thresholds(ax, [run for curve in here for run in curve.runs], env_id, any(greedy))
         finish(ax, env_id, f"{env_id}: training return, band = min..max over seeds, dots = final evaluation",
                os.path.join(out, f"{env_id}.png"))
 

@@ -394,15 +394,17 @@ def test_plot_writes_one_figure_per_env_and_per_algorithm(run_dir, tmp_path):
     assert all(os.path.getsize(out / name) > 10_000 for name in os.listdir(out))
 
 
-def run_plot(monkeypatch, *arguments):
+def run_plot(monkeypatch, *arguments, axes=None):
     """plot.py's main() in this process with these arguments: returns {figure file name: its legend's labels}
-    and what it printed."""
+    and what it printed. With a dict `axes`, each figure's axes go into it too, by file name."""
     legends = {}
     finish = plot.finish
 
     def recording_finish(ax, env_id, title, path):
         finish(ax, env_id, title, path)
         legends[os.path.basename(path)] = [text.get_text() for text in ax.get_legend().get_texts()]
+        if axes is not None:
+            axes[os.path.basename(path)] = ax
 
     monkeypatch.setattr(plot, "finish", recording_finish)
     monkeypatch.setattr(sys, "argv", ["plot.py", *arguments])
@@ -410,6 +412,53 @@ def run_plot(monkeypatch, *arguments):
     with contextlib.redirect_stdout(output):
         plot.main()
     return legends, output.getvalue()
+
+
+def test_plot_draws_the_greedy_curve_beside_the_training_curve(tmp_path, monkeypatch):
+    folder = str(tmp_path / "runs")
+    # seeds 1 and 2 have greedy curves (the same test steps); seed 3, written before them, has none
+    fake_run(folder, "CartPole-v1", "dqn", 1, 1000, [100] * 20, eval_mean=500,
+             curve=[(1000, 100, 0, 1.0, 0.1), (2000, 300, 0, 2.0, 0.1)])
+    fake_run(folder, "CartPole-v1", "dqn", 2, 1000, [100] * 20, eval_mean=500,
+             curve=[(1000, 200, 0, 1.0, 0.1), (2000, 500, 0, 2.0, 0.1)])
+    fake_run(folder, "CartPole-v1", "dqn", 3, 1000, [100] * 20, eval_mean=500)
+    axes = {}
+    legends, _ = run_plot(monkeypatch, folder, axes=axes)
+    assert legends["CartPole-v1.png"] == ["dqn (3 seeds)", "solved", plot.GREEDY_LABEL]
+    assert legends["dqn_CartPole-v1.png"] == ["dqn (3 seeds)", "solved", plot.GREEDY_LABEL]
+    for ax in axes.values():
+        training = next(line for line in ax.get_lines() if line.get_label() == "dqn (3 seeds)")
+        [greedy] = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_xdata())]
+        assert greedy.get_color() == training.get_color()  # the same color, dashed
+        x, y = np.asarray(greedy.get_xdata()), np.asarray(greedy.get_ydata())
+        assert x[-1] == 2000 and np.all(np.isnan(y[x < 1000]))  # nothing before the first test
+        # the mean over the two seeds with a curve: (100 + 200)/2 at step 1000 rising to (300 + 500)/2
+        assert y[-1] == pytest.approx(400) and np.interp(1000, x[x >= 1000], y[x >= 1000]) == pytest.approx(
+            150, abs=2)
+        band = ax.collections[-1].get_paths()[0].vertices  # min..max over those seeds, lighter than training's
+        assert band[:, 1].min() == pytest.approx(100, abs=3) and band[:, 1].max() == pytest.approx(500)
+        assert ax.collections[-1].get_alpha() < ax.collections[0].get_alpha()
+    # runs without a greedy curve: as before, no dashed line and no legend entry for it
+    old = str(tmp_path / "old")
+    fake_run(old, "CartPole-v1", "dqn", 1, 1000, [100] * 20, eval_mean=500)
+    axes = {}
+    legends, _ = run_plot(monkeypatch, old, axes=axes)
+    assert legends["CartPole-v1.png"] == ["dqn (1 seed)", "solved"]
+    assert not [line for ax in axes.values() for line in ax.get_lines() if line.get_linestyle() == "--"]
+
+
+def test_plot_draws_each_scripts_threshold(tmp_path, monkeypatch):
+    folder = str(tmp_path / "runs")
+    fake_run(folder, "Pendulum-v1", "ddpg", 1, 1000, [-300] * 20, eval_mean=-150, exp_name="ddpg")
+    fake_run(folder, "Pendulum-v1", "ppo", 1, 1000, [-300] * 20, eval_mean=-150, exp_name="ppo")
+    axes = {}
+    legends, _ = run_plot(monkeypatch, folder, axes=axes)
+
+    def solved(name):
+        return {line.get_label(): line.get_ydata()[0] for line in axes[name].get_lines()
+                if line.get_label().startswith("solved")}
+    assert solved("Pendulum-v1.png") == {"solved by ddpg": -170, "solved by ppo": -200}
+    assert solved("ddpg_Pendulum-v1.png") == {"solved": -170} and solved("ppo_Pendulum-v1.png") == {"solved": -200}
 
 
 @pytest.fixture
