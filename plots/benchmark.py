@@ -25,8 +25,8 @@ A table gives per script and env, over its seeds:
 - seeds ≥ threshold: the seeds solved;
 - median first reach of the greedy curve: the step and second of the first test during training (the
   deterministic policy every `eval_every` steps, 5 episodes from env seeds 2_000_000 + e: eval_curve.csv)
-  whose mean reached the threshold, the median over the seeds that reached it (k/n: of the n seeds with a
-  greedy curve);
+  whose mean reached the threshold, the median over the seeds that reached it (k/n: of the n seeds whose
+  greedy curve has a point);
 - median first reach (training avg10): the same for the mean of the last 10 training returns;
 - steps: the median training steps; wall s per run: training and evaluation (eval.json); steps/s: training;
 - greedy-curve cost: the seconds the greedy curve's tests took over the run's wall time, the median over seeds;
@@ -154,8 +154,9 @@ def first_reach(reached: list, seeds: int) -> str:
 
 
 def greedy_first_reach(runs: list, bar: float) -> str:
-    """first_reach() of the greedy curves, over the runs that have one; n/a if none has."""
-    with_curve = [run for run in runs if run.has_curve]
+    """first_reach() of the greedy curves, over the runs whose greedy curve has a point (not so a run written
+    before it existed, or one with eval_every 0); n/a if none has."""
+    with_curve = [run for run in runs if len(run.curve_steps)]
     if not with_curve:
         return "n/a"
     reached = [r for r in (run.first_greedy_reaching(bar) for run in with_curve) if r is not None]
@@ -164,7 +165,7 @@ def greedy_first_reach(runs: list, bar: float) -> str:
 
 def curve_cost(runs: list) -> str:
     """What the greedy curve cost: the seconds of its tests over the run's wall time (eval.json), in percent,
-    the median over the runs that have a curve; n/a if none has."""
+    the median over the runs with eval_curve.csv (0 for one with eval_every 0); n/a if none has it."""
     costs = [100 * run.curve_eval_times.sum() / run.evaluation["wall_time"] for run in runs
              if run.has_curve and run.evaluation.get("wall_time")]
     if not costs:

@@ -166,19 +166,22 @@ def test_benchmark_greedy_curve_columns_and_old_test_verdicts(tmp_path):
     fake_run(folder, "Pendulum-v1", "ddpg", 3, 1000, [-300] * 10, eval_mean=-140, curve=[
         (1000, -169, 9, 1.6, 0.5)])  # no old_test.json and no model.pt: n/a
     old_test(fake_run(folder, "Pendulum-v1", "ddpg", 4, 1000, [-300] * 10, eval_mean=-150), -170)  # no curve
+    fake_run(folder, "Pendulum-v1", "ddpg", 5, 1000, [-300] * 10, eval_mean=-190, curve=[])  # eval_every 0
     [cells] = table_cells(folder, ["ddpg"])
-    assert cells["seeds"] == "4" and cells["seeds ≥ threshold"] == "3/4"
-    # seeds 1 and 3 reach -170 at (2000 steps, 4.0 s) and (1000, 1.6): the median of each; seed 4 has no curve
+    assert cells["seeds"] == "5" and cells["seeds ≥ threshold"] == "3/5"
+    # seeds 1 and 3 reach -170 at (2000 steps, 4.0 s) and (1000, 1.6): the median of each; seeds 4 and 5 have
+    # no point on a greedy curve
     assert cells["median first reach of the greedy curve: steps / seconds"] == "1,500 / 2.8 (2/3 seeds)"
     assert cells["median first reach (training avg10): steps / seconds"] == "never"
-    # the tests took 0.3, 0.2 and 0.5 s of runs of 2.0 s (eval.json): 15 %, 10 % and 25 %
-    assert cells["greedy-curve cost, % of wall time"] == "15.0 % (3/4 seeds)"
+    # the tests took 0.3, 0.2, 0.5 and 0 s of runs of 2.0 s (eval.json): 15 %, 10 %, 25 % and 0 %; seed 4 has
+    # no eval_curve.csv
+    assert cells["greedy-curve cost, % of wall time"] == "12.5 % (4/5 seeds)"
     # seed 1: solved, but not on the old test (-175); seed 2 the other way round (-165); seed 4 solved on both
     # (-170 on the old test: exactly the threshold)
-    assert cells["seeds whose verdict differs on the old test"] == "2/3: seeds 1, 2 (1 n/a)"
+    assert cells["seeds whose verdict differs on the old test"] == "2/3: seeds 1, 2 (2 n/a)"
     old_test(os.path.join(folder, "Pendulum-v1__ddpg__1__1000"), -160)
     old_test(os.path.join(folder, "Pendulum-v1__ddpg__3__1000"), -140)
-    assert table_cells(folder, ["ddpg"])[0]["seeds whose verdict differs on the old test"] == "1/4: seed 2"
+    assert table_cells(folder, ["ddpg"])[0]["seeds whose verdict differs on the old test"] == "1/4: seed 2 (1 n/a)"
 
 
 class FakeScript:
