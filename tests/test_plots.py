@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import DQN_TINY, ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "plots"))
 import benchmark  # noqa: E402
@@ -238,6 +238,26 @@ def test_benchmark_plays_the_old_test_once_and_caches_it(tmp_path, monkeypatch):
     # read again (as --summarize-only and --check do): from old_test.json, nothing played
     assert table_cells(folder, ["dqn"])[0] == table_cells(folder, ["dqn"], compute_old_test=False)[0] == cells
     assert len(script.calls) == 2 and len(loaded) == 2
+
+
+def test_a_real_run_gives_its_greedy_curve_and_its_model_plays_the_old_test(tmp_path, monkeypatch):
+    """A tiny dqn.py run: runs.py reads its eval_curve.csv, and benchmark.py loads its model.pt with evaluate.py's
+    load() for the old test. Pointed at the seeds of the run's own final evaluation, that test replays it."""
+    dqn = importlib.import_module("dqn")
+    folder = str(tmp_path / "runs")
+    dqn.train(dqn.Args(**dict(DQN_TINY, seed=7, eval_every=200, run_dir=folder, cuda=False)))
+    [run] = load_runs(folder)
+    assert run.has_curve and run.curve_steps.tolist() == [200, 400, 600, 800]
+    assert np.all(np.diff(run.curve_wall_times) > 0) and np.all(run.curve_eval_times >= 0)
+    assert np.all(run.curve_wall_times <= run.evaluation["wall_time"])
+    assert np.all((run.curve_means >= 8) & (run.curve_means <= 500))  # CartPole-v1's returns
+    # the final evaluation played episode e from env seed TEST_SEED + e: the old test, moved there, replays it
+    monkeypatch.setattr(benchmark, "OLD_TEST_OFFSET", dqn.TEST_SEED - run.seed)
+    monkeypatch.setattr(benchmark, "OLD_TEST_EPISODES", run.evaluation["episodes"])
+    assert benchmark.old_test_mean(run, compute=True) == pytest.approx(run.evaluation["mean"])
+    with open(os.path.join(run.path, "old_test.json")) as f:
+        replayed = json.load(f)
+    assert replayed["returns"] == run.evaluation["returns"] and replayed["first_seed"] == dqn.TEST_SEED
 
 
 PROSE = "# Results\n\nProse before, kept as it is.\n\n"
@@ -528,7 +548,6 @@ def test_plot_uses_the_labels_given(tmp_path, two_experiments, monkeypatch):
 import copy  # noqa: E402
 
 import teaching  # noqa: E402
-from conftest import DQN_TINY  # noqa: E402
 
 
 def test_maximization_bias_env_dynamics_and_true_values():
