@@ -152,3 +152,19 @@ def test_rainbow_draws_its_curve_without_noise(tmp_path, monkeypatch):
     module.train(tiny_args(script, tmp_path, eval_every=100, save_model=False))
     curve = [training for first_seed, training in modes if first_seed == module.CURVE_SEED]
     assert len(curve) == 8 and all(training and not any(training) for training in curve), modes
+
+
+@pytest.mark.parametrize("family", [["dqn", "double_dqn", "dueling_dqn", "per_dqn"], ["ddpg", "td3", "sac"]],
+                         ids=["dqn-family", "ddpg-td3-sac"])
+def test_siblings_share_every_setting_but_their_idea(family):
+    """`diff dqn.py double_dqn.py` shows the idea, not tuning: every setting two siblings both have defaults to the
+    same value (the settings only one of them has are its idea's own, such as PER's α and β)."""
+    from dataclasses import fields
+    defaults = {name: {f.name: f.default for f in fields(BY_NAME[name].module().Args) if f.name != "exp_name"}
+                for name in family}
+    for first in family:
+        for second in family:
+            shared = defaults[first].keys() & defaults[second].keys()
+            differ = {key: (defaults[first][key], defaults[second][key]) for key in shared
+                      if defaults[first][key] != defaults[second][key]}
+            assert not differ, f"{first}.py and {second}.py differ in {differ}"
