@@ -46,6 +46,12 @@ def test_evaluate_reproduces_the_final_evaluation_in_a_folder_of_its_own(script,
     out = capsys.readouterr().out
     assert "episode 1/2" in out and "episode 2/2" in out, "no progress line per episode"
     (more,) = evaluate.main([summary["run_dir"], "--episodes", "3", "--seed", "7", "--out", str(tmp_path)])
+    assert more["first_seed"] == 7 == json.load(open(os.path.join(more["folder"], "eval.json")))["first_seed"]
+    (shifted,) = evaluate.main([summary["run_dir"], "--episodes", "1", "--seed", str(script.module().TEST_SEED + 1),
+                                "--out", str(tmp_path)])
+    assert shifted["returns"] == again["returns"][1:2], "--seed S must start the test at env seed S"
+    (zero,) = evaluate.main([summary["run_dir"], "--episodes", "1", "--seed", "0", "--out", str(tmp_path)])
+    assert zero["first_seed"] == 0
     assert len(more["returns"]) == 3 and more["folder"] != again["folder"]
 
 

@@ -6,6 +6,8 @@ import json
 import os
 import re
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from conftest import ROOT, SCRIPTS, read_csv, tiny_args
@@ -59,7 +61,24 @@ def test_two_training_seeds_are_judged_on_the_same_start_states(name, tmp_path, 
         assert evaluation["episodes"] == episodes and evaluation["first_seed"] == module.TEST_SEED
         assert json.load(open(os.path.join(summary["run_dir"], "args.json")))["eval_episodes"] == episodes
     assert finals[3][2] == finals[4][2], "two training seeds were evaluated from different start states"
+    env = gym.make(env_id)
+    assert finals[3][2] == [env.reset(seed=module.TEST_SEED + e)[0].tolist() for e in range(len(finals[3][2]))]
     assert len({tuple(start) for start in finals[3][2]}) == len(finals[3][2]), "the test repeats a start state"
+
+
+def test_evaluate_seeds_every_episode_of_the_test():
+    """Episode e of evaluate(policy, env, episodes, first_seed) starts from env seed first_seed + e, each
+    episode seeded, not only the first."""
+    module = BY_NAME["dqn"].module()
+    seeds = []
+
+    class Recorder(gym.Wrapper):
+        def reset(self, **named):
+            seeds.append(named.get("seed"))
+            return self.env.reset(**named)
+
+    module.evaluate(lambda obs: 0, Recorder(gym.make("CartPole-v1")), 4, 123)
+    assert seeds == [123, 124, 125, 126]
 
 
 def test_the_default_number_of_test_episodes_per_env_is_the_documented_one():
@@ -108,7 +127,8 @@ def test_the_curve_means_are_the_returns_of_its_episodes(tmp_path, monkeypatch):
     rows = read_csv(os.path.join(summary["run_dir"], "eval_curve.csv"))
     assert len(rows) == 4 == len(returns) - 1
     for row, point in zip(rows, returns):
-        assert float(row["eval_mean"]) == pytest.approx(sum(point) / len(point))
+        assert float(row["eval_mean"]) == pytest.approx(np.mean(point))
+        assert float(row["eval_std"]) == pytest.approx(np.std(point))  # of the returns, as in eval.json
 
 
 @pytest.mark.parametrize("name", [s.name for s in SCRIPTS if s.deterministic])
@@ -136,22 +156,37 @@ def test_the_curve_does_not_change_training(name, tmp_path):
 
 
 def test_rainbow_draws_its_curve_without_noise(tmp_path, monkeypatch):
-    """RAINBOW-6 holds for the curve too: each of its evaluations acts with every noisy layer in eval mode (the
-    means μ), and training goes on with the noise on."""
+    """RAINBOW-6 holds for the curve too: each of its evaluations, and the final one, acts with every noisy layer
+    in eval mode (the means μ), and training goes on with the noise on."""
     script = BY_NAME["rainbow"]
     module = script.module()
-    modes, original, networks = [], module.evaluate, []
+    modes, original, networks, evaluating = [], module.evaluate, [], [False]
+    training_forwards, forward = [], module.NoisyLinear.forward
     monkeypatch.setattr(module.Run, "save", lambda run, **parts: networks.append(parts["q_network"]))
 
     def spy(policy, env, episodes, first_seed):
         layers = [m for m in networks[0].modules() if isinstance(m, module.NoisyLinear)]
         modes.append((first_seed, [layer.training for layer in layers]))
-        return original(policy, env, episodes, first_seed)
+        evaluating[0] = True
+        try:
+            return original(policy, env, episodes, first_seed)
+        finally:
+            evaluating[0] = False
+
+    def recording_forward(layer, x):
+        if not evaluating[0]:
+            training_forwards.append(layer.training)
+        return forward(layer, x)
 
     monkeypatch.setattr(module, "evaluate", spy)
+    monkeypatch.setattr(module.NoisyLinear, "forward", recording_forward)
     module.train(tiny_args(script, tmp_path, eval_every=100, save_model=False))
     curve = [training for first_seed, training in modes if first_seed == module.CURVE_SEED]
+    final = [training for first_seed, training in modes if first_seed == module.TEST_SEED]
     assert len(curve) == 8 and all(training and not any(training) for training in curve), modes
+    assert len(final) == 1 and not any(final[0]), "the final evaluation ran with the noise on"
+    assert training_forwards and all(training_forwards), "training went on with the noise off"
+
 
 
 @pytest.mark.parametrize("family", [["dqn", "double_dqn", "dueling_dqn", "per_dqn"], ["ddpg", "td3", "sac"]],
@@ -168,3 +203,24 @@ def test_siblings_share_every_setting_but_their_idea(family):
             differ = {key: (defaults[first][key], defaults[second][key]) for key in shared
                       if defaults[first][key] != defaults[second][key]}
             assert not differ, f"{first}.py and {second}.py differ in {differ}"
+
+
+def test_a3c_copies_the_global_actor_before_each_curve_point_and_the_final_evaluation(tmp_path, monkeypatch):
+    """a3c.py's main process evaluates a copy of the shared actor (the workers go on changing the global one):
+    the global weights are copied into it before every point of the curve and before the final evaluation."""
+    script = BY_NAME["a3c"]
+    module = script.module()
+    made, loads, original_make = [], [], module.make_networks
+
+    def make(env, args):
+        networks = original_make(env, args)
+        made.append(networks)
+        if len(made) == 2:  # the main process's second call: the evaluation's copy of the actor
+            copy, load = networks[0], networks[0].load_state_dict
+            copy.load_state_dict = lambda state, *more: loads.append(1) or load(state, *more)
+        return networks
+
+    monkeypatch.setattr(module, "make_networks", make)
+    summary = module.train(tiny_args(script, tmp_path, eval_every=1, total_timesteps=3_000, save_model=False))
+    rows = read_csv(os.path.join(summary["run_dir"], "eval_curve.csv"))
+    assert len(loads) == len(rows) + 1, f"{len(loads)} copies for {len(rows)} curve points and the final evaluation"
