@@ -69,7 +69,7 @@ SCRIPTS = [
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     # ddpg.py, td3.py, sac.py: 600 Pendulum steps are 3 episodes, the last 150 with a gradient step each
     *(Script(name, dict(total_timesteps=600, learning_starts=450, batch_size=16, buffer_size=1_000, hidden_size=16,
-                        log_frequency=100, eval_episodes=2),
+                        log_frequency=100, eval_episodes=2, eval_every=150),
              wrong_env="CartPole-v1", suggested=["dqn.py", "ppo.py"], smoke_envs=["Pendulum-v1"])
       for name in ("ddpg", "td3", "sac")),
 ]

@@ -202,7 +202,7 @@ def test_alpha_loss_moves_alpha_toward_the_target_entropy(entropy, alpha_goes):
 
 def test_no_autotune_keeps_alpha_fixed(tmp_path):
     summary = sac.train(sac.Args(total_timesteps=300, learning_starts=100, batch_size=16, buffer_size=300,
-                                 hidden_size=16, log_frequency=50, eval_episodes=0, autotune=False, alpha=0.3,
+                                 hidden_size=16, log_frequency=50, eval_episodes=0, eval_every=0, autotune=False, alpha=0.3,
                                  run_dir=str(tmp_path), cuda=False, save_model=False))
     with open(os.path.join(summary["run_dir"], "metrics.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
@@ -223,7 +223,7 @@ def recorded_transitions(module, monkeypatch, tmp_path, env_id, steps):
 
     monkeypatch.setattr(module.ReplayBuffer, "add", spy)
     module.train(module.Args(env_id=env_id, total_timesteps=steps, learning_starts=8, batch_size=4,
-                             buffer_size=64, hidden_size=8, eval_episodes=1, run_dir=str(tmp_path), cuda=False,
+                             buffer_size=64, hidden_size=8, eval_episodes=1, eval_every=0, run_dir=str(tmp_path), cuda=False,
                              save_model=False))
     for _, _, _, action in added:
         assert action.shape == (1,) and -1.0 <= action[0] <= 1.0
@@ -437,7 +437,7 @@ def test_sac_update_alpha_is_one_step_toward_the_target_entropy(entropy, alpha_g
 LEARNING_STARTS, UPDATES = 16, 12  # 12 gradient steps after 16 random ones
 SPIED = dict(env_id="Pendulum-v1", total_timesteps=LEARNING_STARTS + UPDATES, learning_starts=LEARNING_STARTS,
              batch_size=16, buffer_size=100, hidden_size=8, log_frequency=4, gamma=0.77, tau=0.3, eval_episodes=0,
-             cuda=False, save_model=False)
+             eval_every=0, cuda=False, save_model=False)
 EXTRA = {ddpg: {}, td3: dict(policy_frequency=3, policy_noise=0.3, noise_clip=0.4), sac: dict(alpha=0.3)}
 UPDATE_FUNCTIONS = ("update_critic", "update_actor", "update_alpha")
 
