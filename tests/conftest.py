@@ -52,20 +52,20 @@ SCRIPTS = [
     Script("rainbow", DQN_TINY, wrong_env="Pendulum-v1", suggested=CONTINUOUS_ONLY),
     # a2c.py and ppo.py take Discrete and Box actions, every action space of the default gymnasium registry,
     # so they are shown a MultiDiscrete env registered below (in-process: importing this file registers it)
-    Script("a2c", dict(total_timesteps=512, num_envs=2, num_steps=8, log_frequency=128, eval_episodes=2),
+    Script("a2c", dict(total_timesteps=512, num_envs=2, num_steps=8, log_frequency=128, eval_episodes=2, eval_every=128),
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     Script("ppo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
-                       log_frequency=128, eval_episodes=2),
+                       log_frequency=128, eval_episodes=2, eval_every=128),
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     # trpo.py and a3c.py take Discrete and Box actions too; a3c.py's 2 worker processes are not bit-reproducible
     Script("trpo", dict(total_timesteps=512, num_envs=2, num_steps=64, update_epochs=2, num_minibatches=2,
-                        log_frequency=128, eval_episodes=2),
+                        log_frequency=128, eval_episodes=2, eval_every=128),
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
-    Script("a3c", dict(total_timesteps=600, num_workers=2, num_steps=5, log_frequency=100, eval_episodes=2),
+    Script("a3c", dict(total_timesteps=600, num_workers=2, num_steps=5, log_frequency=100, eval_episodes=2, eval_every=150),
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"],
            deterministic=False),
     # reinforce.py takes Discrete and Box actions too; 2 whole episodes a batch: Pendulum's 800 steps are 2 updates
-    Script("reinforce", dict(total_timesteps=800, num_episodes=2, log_frequency=100, eval_episodes=2),
+    Script("reinforce", dict(total_timesteps=800, num_episodes=2, log_frequency=100, eval_episodes=2, eval_every=200),
            wrong_env="CountMultiDiscrete-v0", suggested=[], smoke_envs=["CartPole-v1", "Pendulum-v1"]),
     # ddpg.py, td3.py, sac.py: 600 Pendulum steps are 3 episodes, the last 150 with a gradient step each
     *(Script(name, dict(total_timesteps=600, learning_starts=450, batch_size=16, buffer_size=1_000, hidden_size=16,
