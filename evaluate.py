@@ -138,7 +138,8 @@ def evaluate_model(path: str, options) -> dict:
     os.makedirs(os.path.join(folder, "videos") if options.capture_video else folder)
     env = make_eval_env(module, args.env_id, options.capture_video)
     policy = module.saved_policy(saved, args, env, device)
-    print(f"{path}: {saved['script']}.py on {args.env_id}, {episodes} episodes from env seed {seed}")
+    print(f"{path}: {saved['script']}.py on {args.env_id}, "
+          f"{episodes} episodes from env seed {seed}")
     watched = Watch(env, episodes, os.path.join(folder, "videos") if options.capture_video else "")
     returns = module.evaluate(policy, watched, episodes, seed)
     env.close()
@@ -159,8 +160,8 @@ def main(argv=None) -> list:
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="model.pt, run folder, folder of run folders, or a pattern with *")
     parser.add_argument("--episodes", type=int, help="episodes per model (default: the run's own)")
-    parser.add_argument("--seed", type=int,
-                        help="env seed of the test's first episode (default: 1_000_000, the fixed test set)")
+    parser.add_argument("--seed", type=int, help="env seed of the test's first episode "
+                        "(default: 1_000_000, the fixed test set)")
     parser.add_argument("--capture-video", action="store_true", help="save each episode as a GIF")
     parser.add_argument("--out", default=os.path.join("runs", "eval"),
                         help="folder for the evaluations' own folders (default: runs/eval)")
