@@ -10,7 +10,9 @@ model.pt; the script must sit beside this file) and plays its deterministic poli
 action, or the mean action with the observation normalization frozen. By default it plays the
 run's own final evaluation, the env's fixed test set (episode e from env seed 1_000_000 + e, the
 same for every run, so it reproduces the run's eval.json); --episodes and --seed (the first env
-seed) choose another test. Each evaluation writes eval.json (mean, std,
+seed) choose another test. The episodes are played side by side, as the run's own evaluation
+plays them; with --capture-video one at a time (a continuous action's last digits may then
+differ: a batch of one rounds differently). Each evaluation writes eval.json (mean, std,
 returns, settings) and, with --capture-video, one GIF per episode into a folder of its own,
 {out}/{run folder name}__{unix time}/, never into the training run.
 
@@ -75,29 +77,35 @@ def load(path: str):
 
 
 class Watch(gym.Wrapper):
-    """Prints a line per finished episode and, with a folder, saves each episode as a GIF there."""
+    """One env of an evaluation: prints a line when its episode ends (the one after a seeded reset;
+    the episodes it plays on while the others finish are not watched) and, with a folder, saves
+    that episode as a GIF there."""
 
-    def __init__(self, env: gym.Env, episodes: int, gif_folder: str = ""):
+    def __init__(self, env: gym.Env, first_seed: int, episodes: int, gif_folder: str = ""):
         super().__init__(env)
-        self.episodes, self.gif_folder, self.done = episodes, gif_folder, 0
-        self.frames, self.episode_return, self.start = [], 0.0, time.time()
+        self.first_seed, self.episodes, self.gif_folder = first_seed, episodes, gif_folder
+        self.episode, self.frames, self.episode_return, self.start = None, [], 0.0, time.time()
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self.frames, self.episode_return = ([self.env.render()] if self.gif_folder else []), 0.0
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.episode = None if seed is None else seed - self.first_seed  # None: not watched
+        self.frames = [self.env.render()] if self.gif_folder and self.episode is not None else []
+        self.episode_return = 0.0
         return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.episode is None:
+            return obs, reward, terminated, truncated, info
         self.episode_return += float(reward)
         if self.gif_folder:
             self.frames.append(self.env.render())
         if terminated or truncated:
             if self.gif_folder:
-                self.save_gif(os.path.join(self.gif_folder, f"episode-{self.done}.gif"))
-            self.done += 1
-            print(f"  episode {self.done}/{self.episodes}: return {self.episode_return:.1f} "
+                self.save_gif(os.path.join(self.gif_folder, f"episode-{self.episode}.gif"))
+            print(f"  episode {self.episode + 1}/{self.episodes}: return {self.episode_return:.1f} "
                   f"({time.time() - self.start:.1f} s)", flush=True)
+            self.episode, self.frames = None, []
         return obs, reward, terminated, truncated, info
 
     def save_gif(self, path: str):
@@ -140,8 +148,16 @@ def evaluate_model(path: str, options) -> dict:
     policy = module.saved_policy(saved, args, env, device)
     print(f"{path}: {saved['script']}.py on {args.env_id}, "
           f"{episodes} episodes from env seed {seed}")
-    watched = Watch(env, episodes, os.path.join(folder, "videos") if options.capture_video else "")
-    returns = module.evaluate(policy, watched, episodes, seed)
+    gifs = os.path.join(folder, "videos") if options.capture_video else ""
+
+    def watched_env():
+        return Watch(make_eval_env(module, args.env_id, options.capture_video), seed, episodes, gifs)
+
+    if options.capture_video:  # one episode at a time, so that one episode's frames are in memory
+        returns = [r for e in range(episodes) for r in
+                   module.evaluate(policy, watched_env, 1, seed + e)]
+    else:  # side by side, as the training run's own evaluation plays them
+        returns = module.evaluate(policy, watched_env, episodes, seed)
     env.close()
     mean, std = float(np.mean(returns or [np.nan])), float(np.std(returns or [np.nan]))
     result = {"mean": mean, "std": std,

@@ -750,15 +750,20 @@ def evaluation_settings(args, total_steps: int):
 
 
 @torch.no_grad()
-def evaluate(policy, env: gym.Env, episodes: int, first_seed: int) -> list:
-    """Returns of the deterministic `policy`; episode e starts from env seed first_seed + e."""
-    returns = [0.0] * episodes
-    for episode in range(episodes):
-        obs, done = env.reset(seed=first_seed + episode)[0], False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            returns[episode], done = returns[episode] + float(reward), terminated or truncated
-    return returns
+def evaluate(policy, new_env, episodes: int, first_seed: int) -> list:
+    """Returns of the deterministic `policy` on `episodes` episodes side by side, one per new_env(),
+    one forward pass a step for all; episode e starts from env seed first_seed + e."""
+    if episodes == 0:
+        return []
+    envs = gym.vector.SyncVectorEnv([new_env] * episodes)
+    obs, _ = envs.reset(seed=[first_seed + e for e in range(episodes)])
+    returns, playing = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    while playing.any():  # an env whose episode has ended plays on, uncounted, till all have ended
+        obs, rewards, terminated, truncated, _ = envs.step(policy(obs))
+        returns += np.where(playing, rewards, 0.0)
+        playing &= ~(terminated | truncated)
+    envs.close()
+    return returns.tolist()
 
 
 class Logs:
@@ -812,7 +817,7 @@ class Run(Logs, contextlib.AbstractContextManager):
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         evaluation_settings(args, total_steps)
         self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
-        self.test_env = gym.make(args.env_id)
+        self.make_test_env = lambda: gym.make(args.env_id)  # evaluate()'s envs
         name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
@@ -822,7 +827,7 @@ class Run(Logs, contextlib.AbstractContextManager):
         print(f"{SCRIPT} on {args.env_id}, seed {args.seed}, {total_steps:,} steps on {device}")
 
     def __exit__(self, kind, error, trace):  # Ctrl-C included
-        for file in [*self.files.values(), self.test_env, *([self.env] if self.env else [])]:
+        for file in [*self.files.values(), *([self.env] if self.env else [])]:
             file.close()
         if self.args.save_model:
             model = {name: part.detach() if torch.is_tensor(part) else part.state_dict()
@@ -841,7 +846,7 @@ class Run(Logs, contextlib.AbstractContextManager):
         if self.args.eval_every and global_step >= self.next_curve:
             self.next_curve = (global_step // self.args.eval_every + 1) * self.args.eval_every
             start = time.time()
-            returns = evaluate(policy, self.test_env, CURVE_EPISODES, CURVE_SEED)
+            returns = evaluate(policy, self.make_test_env, CURVE_EPISODES, CURVE_SEED)
             self.log(global_step, np.mean(returns), np.std(returns),
                      round(time.time() - self.start_time, 3), round(time.time() - start, 3),
                      file="eval_curve")
@@ -849,7 +854,7 @@ class Run(Logs, contextlib.AbstractContextManager):
     def evaluate(self, global_step: int, policy) -> dict:
         """The deterministic `policy` on the env's test set, into eval.json; train()'s summary."""
         self.global_step, sps = global_step, global_step / (time.time() - self.start_time)
-        returns = evaluate(policy, self.test_env, self.args.eval_episodes, TEST_SEED)
+        returns = evaluate(policy, self.make_test_env, self.args.eval_episodes, TEST_SEED)
         mean, std = float(np.mean(returns or [math.nan])), float(np.std(returns or [math.nan]))
         write_atomically(f"{self.dir}/eval.json", dict(mean=mean, std=std, returns=returns,
                          episodes=len(returns), first_seed=TEST_SEED, global_step=global_step,

@@ -190,7 +190,7 @@ def old_test_mean(run, compute: bool):
         env = module.make_env(args.env_id)
         policy = module.saved_policy(saved, args, env, torch.device("cpu"))
         first_seed = run.seed + OLD_TEST_OFFSET
-        returns = module.evaluate(policy, env, OLD_TEST_EPISODES, first_seed)
+        returns = module.evaluate(policy, lambda: module.make_env(args.env_id), OLD_TEST_EPISODES, first_seed)
         env.close()
     except (Exception, SystemExit) as e:  # evaluate.load() exits on a model.pt it cannot read
         print(f"  old test of {run.path}: failed ({type(e).__name__}: {e}); its verdict shows n/a", flush=True)

@@ -71,8 +71,9 @@ EXPLORATION_NOISE = 0.1  # ddpg and td3: σ = 0.1 · (2, 4) = (0.2, 0.4) in env 
 def watch_train(module, run_dir, **settings):
     """Train `module` on SkewedBox-v0 with WATCHED settings while spying on how it acts and what its updates get.
     Returns a dict:
-      train, evaluation: the steps (obs, action) of the training env and of the evaluation env
-      acting: one dict per call of the actor on a single observation (acting or evaluating, never a batch):
+      train, evaluation: the steps (obs, action) of the training env and of the evaluation's envs
+      acting: one dict per call of the actor on a single observation, and per row of the evaluation's batches
+              (never an update's batch):
               kind ("mu" for ddpg/td3's actor, "sample" for sac's forward, "mean" for sac's deterministic),
               actor (the module called), obs, action, and for sac the mean and log σ of the Gaussian then,
               evaluating (inside the final evaluation)
@@ -85,16 +86,21 @@ def watch_train(module, run_dir, **settings):
     def spy_actor(kind, original):
         def spy(actor, obs):
             out = original(actor, obs)
-            if obs.dim() == 1:
-                entry = dict(kind=kind, actor=actor, obs=obs.detach().numpy().copy(), evaluating=evaluating[0])
+            if obs.dim() == 1 or evaluating[0]:  # one observation, or the evaluation's, one per episode
+                rows = obs.view(-1, obs.shape[-1])
                 with torch.no_grad():
-                    entry["action"] = (out[0] if kind == "sample" else out).detach().numpy().astype(np.float64)
+                    actions = (out[0] if kind == "sample" else out).detach().reshape(len(rows), -1)
                     if module is sac:
-                        hidden = actor.trunk(obs)
-                        entry["mean"] = actor.mean(hidden).numpy().astype(np.float64)
-                        entry["log_std"] = (actor.log_std(hidden).clamp(sac.LOG_STD_MIN, sac.LOG_STD_MAX)
-                                            .numpy().astype(np.float64))
-                record["acting"].append(entry)
+                        hidden = actor.trunk(rows)
+                        means = actor.mean(hidden).numpy().astype(np.float64)
+                        log_stds = (actor.log_std(hidden).clamp(sac.LOG_STD_MIN, sac.LOG_STD_MAX)
+                                    .numpy().astype(np.float64))
+                for i, row in enumerate(rows):
+                    entry = dict(kind=kind, actor=actor, obs=row.detach().numpy().copy(), evaluating=evaluating[0],
+                                 action=actions[i].numpy().astype(np.float64))
+                    if module is sac:
+                        entry["mean"], entry["log_std"] = means[i], log_stds[i]
+                    record["acting"].append(entry)
             return out
         return spy
 
@@ -138,8 +144,10 @@ def watch_train(module, run_dir, **settings):
                 patch.setattr(module, name, spy_update(name, getattr(module, name)))
         patch.setattr(module, "evaluate", flagged_evaluate(module.evaluate))
         module.train(module.Args(**settings, run_dir=str(run_dir)))
-    assert len(SkewedBoxEnv.made) == 2, "expected one training env and one evaluation env"
-    record["train"], record["evaluation"] = (env.steps for env in SkewedBoxEnv.made)
+    assert len(SkewedBoxEnv.made) == 1 + EVAL_EPISODES, "expected one training env and one per evaluation episode"
+    record["train"] = SkewedBoxEnv.made[0].steps
+    # the evaluation's episodes are played side by side: its steps in the order the actor saw them
+    record["evaluation"] = [step for steps in zip(*(env.steps for env in SkewedBoxEnv.made[1:])) for step in steps]
     return record
 
 

@@ -62,7 +62,7 @@ class Watch:
         self.coins = []  # (phase, value) of each scalar rng.random()
         self.steps = []  # one dict per env step, training and evaluation
         self.networks, self.online = [], None  # every QNetwork built; the one train() saves as q_network
-        self.decisions = []  # (phase, network) for each forward() on a single observation
+        self.decisions = []  # (phase, network) for each forward() on a single observation, or in the evaluation
         self.samples = []  # (buffer size, capacity, every sampled row is one of the stored ones)
         self.sampled = False  # env.action_space.sample() was called since the last step
         self.quiet = False  # the spies' own forward() calls are not the agent's
@@ -161,7 +161,7 @@ def watch_train(run_id: str, run_dir) -> Watch:
             return super().load_state_dict(*positional, **named)
 
         def forward(self, obs):
-            if not watch.quiet and (obs.dim() == 1 or len(obs) == 1):
+            if not watch.quiet and (watch.phase == "eval" or obs.dim() == 1 or len(obs) == 1):
                 watch.decisions.append((watch.phase, self))
             q = super().forward(obs)
             return -q if self is watch.copied_into else q  # the target network prefers the worst action
@@ -169,9 +169,9 @@ def watch_train(run_id: str, run_dir) -> Watch:
     def make_env(env_id):
         return ActingSpy(original["make_env"](env_id), watch, "train")
 
-    def evaluate(policy, env, episodes, seed):
+    def evaluate(policy, new_env, episodes, seed):
         watch.phase = "eval"
-        return original["evaluate"](policy, ActingSpy(env, watch, "eval"), episodes, seed)
+        return original["evaluate"](policy, lambda: ActingSpy(new_env(), watch, "eval"), episodes, seed)
 
     def save(self, **parts):
         watch.online = parts["q_network"]

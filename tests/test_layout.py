@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 
 SHARED_MARKER = "# From here to the end, every script of this repository has the same lines"
-SHARED_LIMIT = 170  # lines of the shared block (issue 25: 276 -> 140; issue 27 added the test sets and the curve)
+SHARED_LIMIT = 175  # lines of the shared block (issue 25: 276 -> 140; issue 27 added the test sets, the curve and
+# the side-by-side evaluation)
 WIDTH = 100  # characters per line of a script, so that it reads beside a slide
 BOOKKEEPING_MARKER = "# Bookkeeping. A first reading can stop here"
 TOOLS = {"evaluate"}  # the optional tool beside the scripts: not an algorithm script
@@ -68,7 +69,7 @@ def test_train_is_short(name):
     tree = ast.parse(source(name))
     train = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train")
     lines = [line for line in source(name).splitlines()[train.lineno - 1:train.end_lineno] if line.strip()]
-    limit = 63 if name in SHORT_TRAIN else 100  # 60, and issue 27's curve (rainbow: 3 lines)
+    limit = 64 if name in SHORT_TRAIN else 100  # 60, issue 27's curve (rainbow: 3 lines), greedy of a batch
     assert len(lines) <= limit, f"train() of {name}.py has {len(lines)} lines, more than {limit}"
 
 
@@ -93,7 +94,7 @@ def test_docstring_lists_the_steps_the_code_tags(name):
     assert listed <= tagged, f"steps listed in the docstring but tagged nowhere in the code: {listed - tagged}"
 
 
-def test_the_shared_block_is_at_most_170_lines():
+def test_the_shared_block_is_at_most_175_lines():
     lines = shared_part(source("dqn")).splitlines()
     assert len(lines) <= SHARED_LIMIT, f"the shared block has {len(lines)} lines, more than {SHARED_LIMIT}"
 

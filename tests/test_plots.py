@@ -197,7 +197,7 @@ class FakeScript:
     def saved_policy(self, saved, args, env, device):
         return lambda obs: 0
 
-    def evaluate(self, policy, env, episodes, first_seed):
+    def evaluate(self, policy, make_env, episodes, first_seed):
         self.calls.append((episodes, first_seed))
         return [self.returns_from(first_seed + e) for e in range(episodes)]
 

@@ -49,7 +49,8 @@ def test_evaluate_reproduces_the_final_evaluation_in_a_folder_of_its_own(script,
     assert more["first_seed"] == 7 == json.load(open(os.path.join(more["folder"], "eval.json")))["first_seed"]
     (shifted,) = evaluate.main([summary["run_dir"], "--episodes", "1", "--seed", str(script.module().TEST_SEED + 1),
                                 "--out", str(tmp_path)])
-    assert shifted["returns"] == again["returns"][1:2], "--seed S must start the test at env seed S"
+    # the same start state; a batch of one may round a continuous action's last digits differently
+    assert shifted["returns"] == pytest.approx(again["returns"][1:2], rel=1e-6), "--seed S must start at env seed S"
     (zero,) = evaluate.main([summary["run_dir"], "--episodes", "1", "--seed", "0", "--out", str(tmp_path)])
     assert zero["first_seed"] == 0
     assert len(more["returns"]) == 3 and more["folder"] != again["folder"]

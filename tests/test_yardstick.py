@@ -19,22 +19,21 @@ def spy_on_evaluations(module, monkeypatch) -> list:
     """[(episodes, first_seed, [the first observation of each episode])] of every evaluate() call of the script."""
     calls, original = [], module.evaluate
 
-    class FirstObservations:
+    class FirstObservations(gym.Wrapper):
         def __init__(self, env, starts):
-            self.env, self.starts = env, starts
+            super().__init__(env)
+            self.starts = starts
 
-        def reset(self, **named):
-            obs, info = self.env.reset(**named)
-            self.starts.append(obs.tolist())
+        def reset(self, *, seed=None, options=None):
+            obs, info = self.env.reset(seed=seed, options=options)
+            if seed is not None:  # not the resets of an env playing on while the others finish
+                self.starts.append(obs.tolist())
             return obs, info
 
-        def step(self, action):
-            return self.env.step(action)
-
-    def spy(policy, env, episodes, first_seed):
+    def spy(policy, make_env, episodes, first_seed):
         starts = []
         calls.append((episodes, first_seed, starts))
-        return original(policy, FirstObservations(env, starts), episodes, first_seed)
+        return original(policy, lambda: FirstObservations(make_env(), starts), episodes, first_seed)
 
     monkeypatch.setattr(module, "evaluate", spy)
     return calls
@@ -67,8 +66,8 @@ def test_two_training_seeds_are_judged_on_the_same_start_states(name, tmp_path, 
 
 
 def test_evaluate_seeds_every_episode_of_the_test():
-    """Episode e of evaluate(policy, env, episodes, first_seed) starts from env seed first_seed + e, each
-    episode seeded, not only the first."""
+    """Episode e of evaluate(policy, make_env, episodes, first_seed) starts from env seed first_seed + e, each
+    episode seeded, not only the first; an env whose episode has ended plays on unseeded and uncounted."""
     module = BY_NAME["dqn"].module()
     seeds = []
 
@@ -77,8 +76,17 @@ def test_evaluate_seeds_every_episode_of_the_test():
             seeds.append(named.get("seed"))
             return self.env.reset(**named)
 
-    module.evaluate(lambda obs: 0, Recorder(gym.make("CartPole-v1")), 4, 123)
-    assert seeds == [123, 124, 125, 126]
+    returns = module.evaluate(lambda obs: np.zeros(len(obs), int), lambda: Recorder(gym.make("CartPole-v1")), 4, 123)
+    assert seeds[:4] == [123, 124, 125, 126] and set(seeds[4:]) <= {None}
+    alone = []  # each episode played by itself: the returns of evaluate() are those episodes' own
+    for seed in range(123, 127):
+        env, done = gym.make("CartPole-v1"), False
+        env.reset(seed=seed)
+        alone.append(0.0)
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(0)
+            alone[-1], done = alone[-1] + reward, terminated or truncated
+    assert returns == alone and len(set(alone)) > 1
 
 
 def test_the_default_number_of_test_episodes_per_env_is_the_documented_one():
