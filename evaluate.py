@@ -77,26 +77,22 @@ def load(path: str):
 
 
 class Watch(gym.Wrapper):
-    """One env of an evaluation: prints a line when its episode ends (the one after a seeded reset;
-    the episodes it plays on while the others finish are not watched) and, with a folder, saves
-    that episode as a GIF there."""
+    """The env of one episode of an evaluation: prints a line when the episode ends and, with a folder,
+    saves the episode there as a GIF (episode-e.gif, e from the seed its reset was given)."""
 
     def __init__(self, env: gym.Env, first_seed: int, episodes: int, gif_folder: str = ""):
         super().__init__(env)
         self.first_seed, self.episodes, self.gif_folder = first_seed, episodes, gif_folder
-        self.episode, self.frames, self.episode_return, self.start = None, [], 0.0, time.time()
+        self.episode, self.frames, self.episode_return, self.start = 0, [], 0.0, time.time()
 
     def reset(self, *, seed=None, options=None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self.episode = None if seed is None else seed - self.first_seed  # None: not watched
-        self.frames = [self.env.render()] if self.gif_folder and self.episode is not None else []
-        self.episode_return = 0.0
+        self.episode, self.episode_return = seed - self.first_seed, 0.0
+        self.frames = [self.env.render()] if self.gif_folder else []
         return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if self.episode is None:
-            return obs, reward, terminated, truncated, info
         self.episode_return += float(reward)
         if self.gif_folder:
             self.frames.append(self.env.render())
@@ -105,7 +101,6 @@ class Watch(gym.Wrapper):
                 self.save_gif(os.path.join(self.gif_folder, f"episode-{self.episode}.gif"))
             print(f"  episode {self.episode + 1}/{self.episodes}: return {self.episode_return:.1f} "
                   f"({time.time() - self.start:.1f} s)", flush=True)
-            self.episode, self.frames = None, []
         return obs, reward, terminated, truncated, info
 
     def save_gif(self, path: str):

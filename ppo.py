@@ -646,18 +646,19 @@ def evaluation_settings(args, total_steps: int):
 
 @torch.no_grad()
 def evaluate(policy, new_env, episodes: int, first_seed: int) -> list:
-    """Returns of the deterministic `policy` on `episodes` episodes side by side, one per new_env(),
-    one forward pass a step for all; episode e starts from env seed first_seed + e."""
+    """The deterministic policy's returns, episode e from env seed first_seed + e, side by side."""
     if episodes == 0:
         return []
-    envs = gym.vector.SyncVectorEnv([new_env] * episodes)
-    obs, _ = envs.reset(seed=[first_seed + e for e in range(episodes)])
+    envs = [new_env() for _ in range(episodes)]
+    obs = np.stack([env.reset(seed=first_seed + e)[0] for e, env in enumerate(envs)])
     returns, playing = np.zeros(episodes), np.ones(episodes, dtype=bool)
-    while playing.any():  # an env whose episode has ended plays on, uncounted, till all have ended
-        obs, rewards, terminated, truncated, _ = envs.step(policy(obs))
-        returns += np.where(playing, rewards, 0.0)
-        playing &= ~(terminated | truncated)
-    envs.close()
+    while playing.any():  # an ended episode's env waits; the action for its last obs goes unused
+        actions = policy(obs)  # one forward pass for every episode, one env each (new_env())
+        for e in np.flatnonzero(playing):
+            obs[e], reward, terminated, truncated, _ = envs[e].step(actions[e])
+            returns[e], playing[e] = returns[e] + reward, not (terminated or truncated)
+    for env in envs:
+        env.close()
     return returns.tolist()
 
 

@@ -26,8 +26,7 @@ def spy_on_evaluations(module, monkeypatch) -> list:
 
         def reset(self, *, seed=None, options=None):
             obs, info = self.env.reset(seed=seed, options=options)
-            if seed is not None:  # not the resets of an env playing on while the others finish
-                self.starts.append(obs.tolist())
+            self.starts.append(obs.tolist())
             return obs, info
 
     def spy(policy, make_env, episodes, first_seed):
@@ -67,7 +66,7 @@ def test_two_training_seeds_are_judged_on_the_same_start_states(name, tmp_path, 
 
 def test_evaluate_seeds_every_episode_of_the_test():
     """Episode e of evaluate(policy, make_env, episodes, first_seed) starts from env seed first_seed + e, each
-    episode seeded, not only the first; an env whose episode has ended plays on unseeded and uncounted."""
+    episode seeded, not only the first, each episode's return its own."""
     module = BY_NAME["dqn"].module()
     seeds = []
 
@@ -77,7 +76,7 @@ def test_evaluate_seeds_every_episode_of_the_test():
             return self.env.reset(**named)
 
     returns = module.evaluate(lambda obs: np.zeros(len(obs), int), lambda: Recorder(gym.make("CartPole-v1")), 4, 123)
-    assert seeds[:4] == [123, 124, 125, 126] and set(seeds[4:]) <= {None}
+    assert seeds == [123, 124, 125, 126]
     alone = []  # each episode played by itself: the returns of evaluate() are those episodes' own
     for seed in range(123, 127):
         env, done = gym.make("CartPole-v1"), False
