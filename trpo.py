@@ -28,7 +28,7 @@ reading.
 
 Run:
   python trpo.py                             # CartPole-v1, 100k steps
-  python trpo.py --env-id Pendulum-v1        # 150k steps, its own defaults from ENV_DEFAULTS
+  python trpo.py --env-id Pendulum-v1        # 200k steps, its own defaults from ENV_DEFAULTS
   python trpo.py --help
 """
 
@@ -59,10 +59,11 @@ ENV_DEFAULTS = {
     "CartPole-v1": dict(total_timesteps=99_328, num_envs=2, num_steps=512, gamma=0.99,
                         gae_lambda=0.98, cg_damping=1e-3, update_epochs=20, num_minibatches=2,
                         norm_obs=False, norm_reward=False, anneal_max_kl=True),
-    # RL Zoo and SB3's defaults, with plain Gaussian noise instead of gSDE
-    "Pendulum-v1": dict(total_timesteps=149_504, num_envs=2, num_steps=1024, gamma=0.9,
+    # RL Zoo and SB3's defaults, with plain Gaussian noise instead of gSDE; 200k steps and
+    # anneal_max_kl ours (issue 27: 16 of 20 seeds at 150k on the fixed test; RESULTS.md)
+    "Pendulum-v1": dict(total_timesteps=200_704, num_envs=2, num_steps=1024, gamma=0.9,
                         gae_lambda=0.95, cg_damping=0.1, update_epochs=15, num_minibatches=16,
-                        norm_obs=True, norm_reward=True, anneal_max_kl=False),
+                        norm_obs=True, norm_reward=True, anneal_max_kl=True),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
