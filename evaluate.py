@@ -77,8 +77,8 @@ def load(path: str):
 
 
 class Watch(gym.Wrapper):
-    """The env of one episode of an evaluation: prints a line when the episode ends and, with a folder,
-    saves the episode there as a GIF (episode-e.gif, e from the seed its reset was given)."""
+    """The env of one episode of an evaluation: prints a line when the episode ends and, with a
+    folder, saves the episode there as a GIF (episode-e.gif, e from the seed of its reset)."""
 
     def __init__(self, env: gym.Env, first_seed: int, episodes: int, gif_folder: str = ""):
         super().__init__(env)
@@ -146,7 +146,8 @@ def evaluate_model(path: str, options) -> dict:
     gifs = os.path.join(folder, "videos") if options.capture_video else ""
 
     def watched_env():
-        return Watch(make_eval_env(module, args.env_id, options.capture_video), seed, episodes, gifs)
+        env = make_eval_env(module, args.env_id, options.capture_video)
+        return Watch(env, seed, episodes, gifs)
 
     if options.capture_video:  # one episode at a time, so that one episode's frames are in memory
         returns = [r for e in range(episodes) for r in
