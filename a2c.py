@@ -49,8 +49,9 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes its
-# value from this table (other envs: from the tuned env with the same kind of action space, see
-# TUNED_ON); the resolved values are printed at the start and written to args.json.
+# value from this table: the env's own row, or the row its task shares with others (SHARED_ROWS),
+# or else, with a warning, the row of the tuned env with the same kind of action space (TUNED_ON).
+# The resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
     # RL Zoo, with Adam instead of its RMSprop at the same 7e-4 (issue 27: not 1e-3, RESULTS.md)
     "CartPole-v1": dict(total_timesteps=300_000, num_envs=8, num_steps=5, gamma=0.99,
@@ -62,6 +63,7 @@ ENV_DEFAULTS = {
                         gae_lambda=0.9, learning_rate=3e-3, norm_obs=False, norm_reward=True,
                         norm_adv=False, ent_coef=0.01),
 }
+SHARED_ROWS = {}  # rows that several tasks share, by task name: none yet
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
 
@@ -126,6 +128,9 @@ class Args:
     """global gradient-norm clipping threshold"""
     log_frequency: int = 2_000
     """environment steps between two rows of metrics.csv"""
+    settings_row: tyro.conf.Suppress[dict | None] = None
+    """not a setting: the row of ENV_DEFAULTS that the per-env settings came from, as args.json
+    records it: {"row", "tuned_on", "borrowed"} (with_env_defaults fills it in)"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -552,18 +557,27 @@ def whole_rollouts(args: Args) -> Args:
 
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
-    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of
-    the tuned env with the same kind of action space (TUNED_ON); print the values filled in, but
-    those in `quiet`."""
-    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
-        (env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)), None)
-    filled = {key: value for key, value in ENV_DEFAULTS.get(tuned, {}).items()
+    """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
+    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
+    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
+    row = rows[0] if rows else None
+    tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
+    borrowed = row not in (args.env_id, None) and row not in SHARED_ROWS
+    if borrowed and args.settings_row is None:  # once: parse_command_line records the row
+        print(f"warning: {args.env_id} has no row in ENV_DEFAULTS: its per-env defaults come from "
+              f"the row {row}, tuned on {tuned_on}, not on {args.env_id}")
+    filled = {key: value for key, value in ENV_DEFAULTS.get(row, {}).items()
               if getattr(args, key) is None}
     shown = ", ".join(f"{key}={value}" for key, value in filled.items() if key not in quiet)
     if shown:
-        borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed)"
-        print(f"defaults for {tuned}{borrowed}: {shown}")
-    return replace(args, **filled)
+        print(f"defaults for {row}: {shown}")
+    record = dict(row=row, tuned_on=tuned_on, borrowed=borrowed)
+    return replace(args, **filled, settings_row=record)
 
 
 def parse_command_line() -> Args:

@@ -20,10 +20,10 @@ the targets every `policy_frequency` critic updates) and adds twin critics and t
 smoothing. Box action spaces of any bounds and dimension; MuJoCo tasks run unchanged once
 gymnasium[mujoco] is installed.
 
-Reading order: the settings (Args), the networks, the buffer and the updates (update_critic,
-update_actor, soft_update), then train(), the loop that calls them step by step. Everything under
-"Bookkeeping" at the bottom (the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a
-first reading.
+Reading order: the per-env defaults and the settings (Args), the networks, the buffer and the
+updates (update_critic, update_actor, soft_update), then train(), the loop that calls them step by
+step. Everything under "Bookkeeping" at the bottom (filling in the per-env defaults, the run folder,
+logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python ddpg.py                              # Pendulum-v1, 15k steps
@@ -45,7 +45,7 @@ import random
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -54,6 +54,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
+# Settings whose good value depends on the env. A setting left at None on the command line takes its
+# value from this table: the env's own row, or the row its task shares with others (SHARED_ROWS),
+# or else, with a warning, the row of the tuned env with the same kind of action space (TUNED_ON).
+# The resolved values are printed at the start and written to args.json.
+ENV_DEFAULTS = {
+    # learning_rate, buffer_size and gamma: RL Zoo; total_timesteps, batch_size, hidden_size
+    # and learning_starts: ours (README: how the defaults were chosen)
+    "Pendulum-v1": dict(total_timesteps=15_000, learning_rate=1e-3, buffer_size=200_000,
+                        gamma=0.98, batch_size=128, hidden_size=64, learning_starts=5_000),
+}
+SHARED_ROWS = {}  # rows that several tasks share, by task name: none yet
+TUNED_ON = {gym.spaces.Box: "Pendulum-v1"}
+
 
 @dataclass
 class Args:
@@ -61,8 +74,8 @@ class Args:
     """Gymnasium environment id (Box actions with finite bounds, flat Box observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 15_000  # ours (README: how the defaults were chosen)
-    """environment steps to train for"""
+    total_timesteps: int = None
+    """environment steps to train for (per-env default: ENV_DEFAULTS)"""
     cuda: bool = True
     """use CUDA when it is available"""
     torch_deterministic: bool = True
@@ -82,24 +95,29 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
-    learning_rate: float = 1e-3  # RL Zoo
-    """Adam step size of the actor and of the critic"""
-    buffer_size: int = 200_000  # RL Zoo
-    """capacity of the replay buffer B"""
-    gamma: float = 0.98  # RL Zoo
-    """discount factor γ"""
+    learning_rate: float = None
+    """Adam step size of the actor and of the critic (per-env default: ENV_DEFAULTS)"""
+    buffer_size: int = None
+    """capacity of the replay buffer B (per-env default: ENV_DEFAULTS)"""
+    gamma: float = None
+    """discount factor γ (per-env default: ENV_DEFAULTS)"""
     tau: float = 0.005  # RL Zoo
     """soft update coefficient τ of the target networks (DDPG-5)"""
-    batch_size: int = 128  # ours (README: how the defaults were chosen)
-    """transitions per mini-batch"""
-    hidden_size: int = 64  # ours (README: how the defaults were chosen)
-    """units in each of the two hidden layers of the actor and of the critic"""
-    learning_starts: int = 5_000  # ours (README: how the defaults were chosen)
-    """environment steps of uniformly random actions before learning starts"""
+    batch_size: int = None
+    """transitions per mini-batch (per-env default: ENV_DEFAULTS)"""
+    hidden_size: int = None
+    """units in each of the two hidden layers of the actor and of the critic (per-env default:
+    ENV_DEFAULTS)"""
+    learning_starts: int = None
+    """environment steps of uniformly random actions before learning starts (per-env default:
+    ENV_DEFAULTS)"""
     exploration_noise: float = 0.1  # RL Zoo
     """σ of the Gaussian exploration noise, as a fraction of (high − low) / 2 (DDPG-2)"""
     log_frequency: int = 500
     """environment steps between two rows of metrics.csv"""
+    settings_row: tyro.conf.Suppress[dict | None] = None
+    """not a setting: the row of ENV_DEFAULTS that the per-env settings came from, as args.json
+    records it: {"row", "tuned_on", "borrowed"} (with_env_defaults fills it in)"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,6 +241,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
 # --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
+    args = with_env_defaults(args, env)
     check_args(args, env)
     seed_everything(args.seed, args)
     rng = np.random.default_rng(args.seed)  # exploration noise and mini-batch indices
@@ -328,9 +347,39 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     return lambda obs: actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
 
+def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
+    """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
+    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
+    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
+    row = rows[0] if rows else None
+    tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
+    borrowed = row not in (args.env_id, None) and row not in SHARED_ROWS
+    if borrowed and args.settings_row is None:  # once: parse_command_line records the row
+        print(f"warning: {args.env_id} has no row in ENV_DEFAULTS: its per-env defaults come from "
+              f"the row {row}, tuned on {tuned_on}, not on {args.env_id}")
+    filled = {key: value for key, value in ENV_DEFAULTS.get(row, {}).items()
+              if getattr(args, key) is None}
+    shown = ", ".join(f"{key}={value}" for key, value in filled.items() if key not in quiet)
+    if shown:
+        print(f"defaults for {row}: {shown}")
+    record = dict(row=row, tuned_on=tuned_on, borrowed=borrowed)
+    return replace(args, **filled, settings_row=record)
+
+
 def parse_command_line() -> Args:
-    """Args from the command line (this script has no per-env defaults to fill in first)."""
-    return tyro.cli(Args)
+    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: --help shows
+    the values a run would use, and the settings the command line gives are not shown as defaults.
+    """
+    argv = [part for token in sys.argv[1:] for part in token.split("=", 1)]
+    env_id = next((value for flag, value in zip(argv, argv[1:]) if flag == "--env-id"), Args.env_id)
+    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag[:2] == "--"}
+    defaults = with_env_defaults(Args(env_id=env_id), make_env(env_id), quiet=given)
+    return tyro.cli(Args, default=defaults)
 
 
 # From here to the end, every script of this repository has the same lines (a test checks it). ---

@@ -85,10 +85,10 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes
-# its value from this table (other Discrete envs: from CartPole-v1's row, see TUNED_ON, whose
-# support [0, 100] suits positive rewards only: give such envs --v-min and --v-max); the resolved
-# values are printed at the start and written to args.json. Not tuned: the support brackets every
-# discounted return the env can give at γ = 0.99.
+# its value from this table (other Discrete envs: from CartPole-v1's row, with a warning, see
+# TUNED_ON, whose support [0, 100] suits positive rewards only: give such envs --v-min and
+# --v-max); the resolved values are printed at the start and written to args.json. Not tuned:
+# the support brackets every discounted return the env can give at γ = 0.99.
 ENV_DEFAULTS = {
     # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100];
     # total_timesteps: ours (README: how the defaults were chosen)
@@ -97,6 +97,7 @@ ENV_DEFAULTS = {
     # total_timesteps: RL Zoo (its budget for DQN on Acrobot-v1)
     "Acrobot-v1": dict(total_timesteps=100_000, v_min=-100.0, v_max=0.0),
 }
+SHARED_ROWS = {}  # rows that several tasks share, by task name: none here
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1"}
 
 
@@ -183,6 +184,9 @@ class Args:
     """RAINBOW-6: NoisyNet layers explore (--no-noisy: plain layers and ε-greedy actions)"""
     noisy_sigma0: float = 0.5
     """σ0 of the noisy layers: σ starts at σ0 / √(inputs of the layer) (RAINBOW-6)"""
+    settings_row: tyro.conf.Suppress[dict | None] = None
+    """not a setting: the row of ENV_DEFAULTS that the per-env settings came from, as args.json
+    records it: {"row", "tuned_on", "borrowed"} (with_env_defaults fills it in)"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -620,18 +624,27 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
 
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
-    """Fill the settings left at None from the env's row of ENV_DEFAULTS, or else from the row of
-    the tuned env with the same kind of action space (TUNED_ON); print the values filled in, but
-    those in `quiet`."""
-    tuned = args.env_id if args.env_id in ENV_DEFAULTS else next(
-        (env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)), None)
-    filled = {key: value for key, value in ENV_DEFAULTS.get(tuned, {}).items()
+    """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
+    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
+    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
+    row = rows[0] if rows else None
+    tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
+    borrowed = row not in (args.env_id, None) and row not in SHARED_ROWS
+    if borrowed and args.settings_row is None:  # once: parse_command_line records the row
+        print(f"warning: {args.env_id} has no row in ENV_DEFAULTS: its per-env defaults come from "
+              f"the row {row}, tuned on {tuned_on}, not on {args.env_id}")
+    filled = {key: value for key, value in ENV_DEFAULTS.get(row, {}).items()
               if getattr(args, key) is None}
     shown = ", ".join(f"{key}={value}" for key, value in filled.items() if key not in quiet)
     if shown:
-        borrowed = "" if tuned == args.env_id else f" ({args.env_id} has no row: borrowed)"
-        print(f"defaults for {tuned}{borrowed}: {shown}")
-    return replace(args, **filled)
+        print(f"defaults for {row}: {shown}")
+    record = dict(row=row, tuned_on=tuned_on, borrowed=borrowed)
+    return replace(args, **filled, settings_row=record)
 
 
 def parse_command_line() -> Args:

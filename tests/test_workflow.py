@@ -125,26 +125,42 @@ PER_ENV = [s for s in SCRIPTS if hasattr(s.module(), "ENV_DEFAULTS")]
 
 @pytest.mark.parametrize("script", PER_ENV, ids=[s.name for s in PER_ENV])
 def test_per_env_defaults_fill_what_the_command_line_leaves_and_say_so(script, capsys, monkeypatch):
-    """Filled in before parsing, so that --help shows the values a run would use, not None."""
+    """Filled in before parsing, so that --help shows the values a run would use, not None. A row shared by
+    several tasks (SHARED_ROWS: "MuJoCo") is tried on its first task."""
     module = script.module()
-    for env_id in module.ENV_DEFAULTS:
+    for row in module.ENV_DEFAULTS:
+        env_id = f"{module.SHARED_ROWS[row][0]}-v5" if row in module.SHARED_ROWS else row
         args = parse(module, ["--env-id", env_id, "--total-timesteps=1234"], monkeypatch)
         assert None not in [getattr(args, field.name) for field in fields(module.Args)
                             if field.name not in ("eval_episodes", "eval_every")]  # Run fills these in
         assert args.total_timesteps == 1234, "a setting given on the command line was overwritten"
-        for key, value in module.ENV_DEFAULTS[env_id].items():
+        for key, value in module.ENV_DEFAULTS[row].items():
             assert key == "total_timesteps" or getattr(args, key) == value
+        assert args.settings_row == {"row": row, "tuned_on": args.settings_row["tuned_on"], "borrowed": False}
         out = capsys.readouterr().out
-        assert out.startswith(f"defaults for {env_id}: ") and "total_timesteps" not in out, out
+        assert out.startswith(f"defaults for {row}: ") and "total_timesteps" not in out, out
+        assert "warning" not in out, out
 
 
-@pytest.mark.parametrize("name", ["a2c", "ppo", "trpo", "a3c", "reinforce"])
+UNKNOWN_DISCRETE = {"rainbow": "MountainCar-v0"}  # rainbow has a row for Acrobot-v1
+
+
+@pytest.mark.parametrize("name", ["a2c", "ppo", "trpo", "a3c", "reinforce", "rainbow"])
 def test_an_env_without_a_row_says_which_row_it_borrowed(name, capsys):
+    """A clear warning, not a word at the end of a line: the env, the row it borrowed, the env that row was tuned
+    on (tests/test_mujoco.py checks the same for the Box scripts and the record in args.json)."""
     module = __import__(name)
-    args = module.with_env_defaults(module.Args(env_id="Acrobot-v1"), gym.make("Acrobot-v1"))
+    env_id = UNKNOWN_DISCRETE.get(name, "Acrobot-v1")
+    args = module.with_env_defaults(module.Args(env_id=env_id), gym.make(env_id))
     out = capsys.readouterr().out
-    assert "defaults for CartPole-v1 (Acrobot-v1 has no row" in out, out
-    assert args.gamma == module.ENV_DEFAULTS["CartPole-v1"]["gamma"]
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and env_id in warnings[0] and "row CartPole-v1" in warnings[0], out
+    assert "tuned on CartPole-v1" in warnings[0], out
+    assert args.settings_row == {"row": "CartPole-v1", "tuned_on": "CartPole-v1", "borrowed": True}
+    assert args.total_timesteps == module.ENV_DEFAULTS["CartPole-v1"]["total_timesteps"]
+    # once: a second pass (train() after the command line's) does not warn again
+    module.with_env_defaults(args, gym.make(env_id))
+    assert "warning" not in capsys.readouterr().out
 
 
 ROLLOUTS = [s for s in SCRIPTS if hasattr(s.module(), "whole_rollouts")]
