@@ -26,6 +26,8 @@ reading.
 Run:
   python a2c.py                              # CartPole-v1, 300k steps
   python a2c.py --env-id Pendulum-v1         # 500k steps, its own defaults from ENV_DEFAULTS
+  python a2c.py --env-id HalfCheetah-v5      # 1M steps, the MuJoCo row of ENV_DEFAULTS
+                                             # (Hopper, Walker2d, Ant, Swimmer, Humanoid too)
   python a2c.py --help
 """
 
@@ -49,9 +51,10 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes its
-# value from this table: the env's own row, or the row its task shares with others (SHARED_ROWS),
-# or else, with a warning, the row of the tuned env with the same kind of action space (TUNED_ON).
-# The resolved values are printed at the start and written to args.json.
+# value from this table: the env's own row, or the MuJoCo row for the tasks of SHARED_ROWS (any
+# version: Hopper-v5, Hopper-v4, ...), or else, with a warning, the row of the tuned env with the
+# same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
+# args.json.
 ENV_DEFAULTS = {
     # RL Zoo, with Adam instead of its RMSprop at the same 7e-4 (issue 27: not 1e-3, RESULTS.md)
     "CartPole-v1": dict(total_timesteps=300_000, num_envs=8, num_steps=5, gamma=0.99,
@@ -62,8 +65,19 @@ ENV_DEFAULTS = {
     "Pendulum-v1": dict(total_timesteps=499_968, num_envs=8, num_steps=8, gamma=0.9,
                         gae_lambda=0.9, learning_rate=3e-3, norm_obs=False, norm_reward=True,
                         norm_adv=False, ent_coef=0.01),
+    # Not tuned here. RL Zoo's a2c.yml MuJoCo defaults, which leave the rest at SB3's A2C defaults:
+    # 1M steps, 5 steps a rollout, α 7e-4, γ 0.99, λ 1 (n-step returns), no entropy bonus,
+    # observations normalized and rewards scaled (VecNormalize), advantages not normalized. One
+    # env, the Zoo's (its MuJoCo rows leave n_envs at 1): each update learns from 5 steps, as in
+    # the Zoo's published runs (the 8 of the other rows are the Zoo's too). As on the other rows:
+    # Adam, not RMSprop, and the learning rate annealed (the Zoo's is constant). The settings not
+    # here are SB3's too: 64-64 tanh, log σ starting at 0, vf_coef and max_grad_norm 0.5
+    # (bound_mean is ours, as on Pendulum-v1)
+    "MuJoCo": dict(total_timesteps=1_000_000, num_envs=1, num_steps=5, gamma=0.99,
+                   gae_lambda=1.0, learning_rate=7e-4, norm_obs=True, norm_reward=True,
+                   norm_adv=False, ent_coef=0.0),
 }
-SHARED_ROWS = {}  # rows that several tasks share, by task name: none yet
+SHARED_ROWS = {"MuJoCo": ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid")}
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
 

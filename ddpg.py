@@ -27,11 +27,10 @@ logs, errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
 Run:
   python ddpg.py                              # Pendulum-v1, 15k steps
-  # MuJoCo, after pip install "gymnasium[mujoco]"; larger networks and γ 0.99 as usual there. On a
-  # laptop CPU this takes many hours (SAC ran about 50 steps/s on HalfCheetah-v5 here): try
-  # --total-timesteps 100000 first.
-  python ddpg.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --gamma 0.99 \
-      --hidden-size 256 --batch-size 256
+  python ddpg.py --env-id HalfCheetah-v5      # 1M steps, the MuJoCo row of ENV_DEFAULTS
+  # The MuJoCo row serves Hopper, HalfCheetah, Walker2d, Ant, Swimmer and Humanoid (any -vN).
+  # Many hours on a laptop CPU (SAC ran about 50 steps/s on HalfCheetah-v5 with 256-unit
+  # networks here): --total-timesteps 100000 for a first look.
   python ddpg.py --help
 """
 
@@ -55,16 +54,24 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes its
-# value from this table: the env's own row, or the row its task shares with others (SHARED_ROWS),
-# or else, with a warning, the row of the tuned env with the same kind of action space (TUNED_ON).
-# The resolved values are printed at the start and written to args.json.
+# value from this table: the env's own row, or the MuJoCo row for the tasks of SHARED_ROWS (any
+# version: Hopper-v5, Hopper-v4, ...), or else, with a warning, the row of the tuned env with the
+# same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
+# args.json.
 ENV_DEFAULTS = {
     # learning_rate, buffer_size and gamma: RL Zoo; total_timesteps, batch_size, hidden_size
     # and learning_starts: ours (README: how the defaults were chosen)
     "Pendulum-v1": dict(total_timesteps=15_000, learning_rate=1e-3, buffer_size=200_000,
                         gamma=0.98, batch_size=128, hidden_size=64, learning_starts=5_000),
+    # Not tuned here. The same networks, batch, warm-up and budget as td3.py and sac.py on MuJoCo:
+    # 256-256 units, Adam 3e-4, batch 256 (the TD3 authors' OurDDPG.py and CleanRL); buffer 1e6,
+    # γ 0.99, 1M steps (RL Zoo, CleanRL); 10,000 random steps first (RL Zoo, the SAC authors'
+    # code). tau 0.005 and exploration_noise 0.1 mean the same there and keep their defaults
+    # (RL Zoo, the TD3 paper, CleanRL)
+    "MuJoCo": dict(total_timesteps=1_000_000, learning_rate=3e-4, buffer_size=1_000_000,
+                   gamma=0.99, batch_size=256, hidden_size=256, learning_starts=10_000),
 }
-SHARED_ROWS = {}  # rows that several tasks share, by task name: none yet
+SHARED_ROWS = {"MuJoCo": ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid")}
 TUNED_ON = {gym.spaces.Box: "Pendulum-v1"}
 
 

@@ -25,6 +25,8 @@ reading.
 Run:
   python ppo.py                              # CartPole-v1, 100k steps
   python ppo.py --env-id Pendulum-v1         # 150k steps, its own defaults from ENV_DEFAULTS
+  python ppo.py --env-id HalfCheetah-v5      # 1M steps, the MuJoCo row of ENV_DEFAULTS
+                                             # (Hopper, Walker2d, Ant, Swimmer, Humanoid too)
   python ppo.py --help
 """
 
@@ -48,18 +50,30 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes its
-# value from this table: the env's own row, or the row its task shares with others (SHARED_ROWS),
-# or else, with a warning, the row of the tuned env with the same kind of action space (TUNED_ON).
-# The resolved values are printed at the start and written to args.json.
+# value from this table: the env's own row, or the MuJoCo row for the tasks of SHARED_ROWS (any
+# version: Hopper-v5, Hopper-v4, ...), or else, with a warning, the row of the tuned env with the
+# same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
+# args.json.
 ENV_DEFAULTS = {
     # RL Zoo, but 10 epochs instead of its 20 (README: how the defaults were chosen)
     "CartPole-v1": dict(total_timesteps=99_840, num_envs=8, num_steps=32, gamma=0.98,
-                        gae_lambda=0.8, update_epochs=10, num_minibatches=1),
+                        gae_lambda=0.8, update_epochs=10, num_minibatches=1, learning_rate=1e-3,
+                        norm_obs=False, norm_reward=False),
     # RL Zoo, with plain Gaussian noise instead of its gSDE exploration
     "Pendulum-v1": dict(total_timesteps=147_456, num_envs=4, num_steps=1024, gamma=0.9,
-                        gae_lambda=0.95, update_epochs=10, num_minibatches=64),
+                        gae_lambda=0.95, update_epochs=10, num_minibatches=64, learning_rate=1e-3,
+                        norm_obs=False, norm_reward=False),
+    # Not tuned here. The PPO paper's Table 3: 2048 steps a rollout, Adam 3e-4, 10 epochs of
+    # mini-batches of 64 (2048 / 32), γ 0.99, λ 0.95, 1M steps; CleanRL's ppo_continuous_action.py:
+    # 1 env, the learning rate annealed, 488 rollouts (its 1M // 2048), observations normalized
+    # and rewards scaled, both clipped at ±10. The settings not here mean the same as on
+    # Pendulum-v1 and keep their defaults, which are the paper's and CleanRL's: ε 0.2, no entropy
+    # bonus, 64-64 tanh, log σ starting at 0, vf_coef 0.5, max_grad_norm 0.5, advantages normalized
+    "MuJoCo": dict(total_timesteps=999_424, num_envs=1, num_steps=2048, gamma=0.99,
+                   gae_lambda=0.95, update_epochs=10, num_minibatches=32, learning_rate=3e-4,
+                   norm_obs=True, norm_reward=True),
 }
-SHARED_ROWS = {}  # rows that several tasks share, by task name: none yet
+SHARED_ROWS = {"MuJoCo": ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid")}
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
 
@@ -90,8 +104,8 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
-    learning_rate: float = 1e-3
-    """Adam step size α (decays linearly to 0 when anneal_lr)"""
+    learning_rate: float = None
+    """Adam step size α (decays linearly to 0 when anneal_lr; per-env default: ENV_DEFAULTS)"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training"""
     num_envs: int = None
@@ -108,10 +122,11 @@ class Args:
     """units in each of the two hidden layers of the actor and of the critic"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
-    norm_obs: bool = False
-    """normalize observations by their running mean and std"""
-    norm_reward: bool = False
-    """divide rewards by the running std of the discounted return"""
+    norm_obs: bool = None
+    """normalize observations by their running mean and std (per-env default: ENV_DEFAULTS)"""
+    norm_reward: bool = None
+    """divide rewards by the running std of the discounted return (per-env default:
+    ENV_DEFAULTS)"""
     norm_adv: bool = True
     """normalize the advantages of each mini-batch to mean 0, std 1"""
     ent_coef: float = 0.0

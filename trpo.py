@@ -29,6 +29,8 @@ reading.
 Run:
   python trpo.py                             # CartPole-v1, 100k steps
   python trpo.py --env-id Pendulum-v1        # 200k steps, its own defaults from ENV_DEFAULTS
+  python trpo.py --env-id HalfCheetah-v5     # 1M steps, the MuJoCo row of ENV_DEFAULTS
+                                             # (Hopper, Walker2d, Ant, Swimmer, Humanoid too)
   python trpo.py --help
 """
 
@@ -52,21 +54,32 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes its
-# value from this table: the env's own row, or the row its task shares with others (SHARED_ROWS),
-# or else, with a warning, the row of the tuned env with the same kind of action space (TUNED_ON).
-# The resolved values are printed at the start and written to args.json.
+# value from this table: the env's own row, or the MuJoCo row for the tasks of SHARED_ROWS (any
+# version: Hopper-v5, Hopper-v4, ...), or else, with a warning, the row of the tuned env with the
+# same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
+# args.json.
 ENV_DEFAULTS = {
     # RL Zoo; anneal_max_kl ours (README: how the defaults were chosen)
     "CartPole-v1": dict(total_timesteps=99_328, num_envs=2, num_steps=512, gamma=0.99,
                         gae_lambda=0.98, cg_damping=1e-3, update_epochs=20, num_minibatches=2,
-                        norm_obs=False, norm_reward=False, anneal_max_kl=True),
+                        norm_obs=False, norm_reward=False, anneal_max_kl=True, cg_iters=15),
     # RL Zoo and SB3's defaults, with plain Gaussian noise instead of gSDE; 200k steps and
     # anneal_max_kl ours (issue 27: 16 of 20 seeds at 150k on the fixed test; RESULTS.md)
     "Pendulum-v1": dict(total_timesteps=200_704, num_envs=2, num_steps=1024, gamma=0.9,
                         gae_lambda=0.95, cg_damping=0.1, update_epochs=15, num_minibatches=16,
-                        norm_obs=True, norm_reward=True, anneal_max_kl=True),
+                        norm_obs=True, norm_reward=True, anneal_max_kl=True, cg_iters=15),
+    # Not tuned here. RL Zoo's trpo.yml MuJoCo defaults, with SB3-contrib's TRPO defaults for the
+    # rest: 2 envs × 1024 steps, γ 0.99, λ 0.95, 25 conjugate-gradient iterations, damping 0.1,
+    # the critic's 20 epochs of mini-batches of 128 (2048 / 16), observations normalized and
+    # rewards scaled (VecNormalize), 489 rollouts (SB3 runs whole rollouts past its 1M), δ not
+    # annealed. Its δ 0.01 (target_kl), critic Adam 1e-3 and line search of 10 steps × 0.8 are the
+    # plain defaults max_kl, learning_rate, backtrack_iters and backtrack_coef, as is SB3's
+    # 64-64 tanh with log σ starting at 0; its sub_sampling_factor 1 is what trpo.py always does
+    "MuJoCo": dict(total_timesteps=1_001_472, num_envs=2, num_steps=1024, gamma=0.99,
+                   gae_lambda=0.95, cg_damping=0.1, update_epochs=20, num_minibatches=16,
+                   norm_obs=True, norm_reward=True, anneal_max_kl=False, cg_iters=25),
 }
-SHARED_ROWS = {}  # rows that several tasks share, by task name: none yet
+SHARED_ROWS = {"MuJoCo": ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid")}
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
 
@@ -124,8 +137,8 @@ class Args:
     anneal_max_kl: bool = None
     """shrink δ linearly to 0 over training, so that the last policy settles (per-env default:
     ENV_DEFAULTS)"""
-    cg_iters: int = 15
-    """conjugate-gradient iterations for H x = g (TRPO-3)"""
+    cg_iters: int = None
+    """conjugate-gradient iterations for H x = g (TRPO-3; per-env default: ENV_DEFAULTS)"""
     cg_damping: float = None
     """damping c: conjugate gradient uses H + c I, which keeps it well conditioned (per-env default:
     ENV_DEFAULTS)"""
