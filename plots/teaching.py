@@ -437,8 +437,10 @@ def snapshot_run(seed: int, steps, run_dir: str) -> str:
                                           gym.make(VARIANCE_ENV))
     if max(steps) > wanted.total_timesteps:
         raise ValueError(f"snapshot steps up to {wanted.total_timesteps:,}, the run's budget, not {max(steps):,}")
-    # settings left at None (eval_episodes, eval_every) are filled in by the run itself: not compared
-    settings = {key: value for key, value in asdict(wanted).items() if key != "run_dir" and value is not None}
+    # settings left at None (eval_episodes, eval_every) are filled in by the run itself: not compared; nor is
+    # settings_row, a record of where the settings came from that runs before issue 28 lack
+    settings = {key: value for key, value in asdict(wanted).items()
+                if key not in ("run_dir", "settings_row") and value is not None}
     for run in load_runs(run_dir):
         args = json.load(open(os.path.join(run.path, "args.json")))
         if all(args.get(key) == value for key, value in settings.items()) and \
