@@ -64,16 +64,17 @@ import tyro
 # same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
 # args.json.
 ENV_DEFAULTS = {
-    # learning_rate: RL Zoo; buffer_size and gamma: RL Zoo's TD3 entry; total_timesteps,
-    # batch_size, hidden_size, learning_starts and alpha (α's start): ours (README: how the
-    # defaults were chosen)
+    # learning_rate: RL Zoo; buffer_size and gamma: RL Zoo's TD3 entry; alpha (α's start): the
+    # first SAC paper's reward scale 5, not tuned; total_timesteps, batch_size, hidden_size and
+    # learning_starts: ours (README: how the defaults were chosen)
     "Pendulum-v1": dict(total_timesteps=15_000, learning_rate=1e-3, buffer_size=200_000,
                         gamma=0.98, batch_size=128, hidden_size=64, learning_starts=5_000,
                         alpha=0.2),
     # Not tuned here. The SAC authors' code (softlearning), RL Zoo and SB3's SAC agree: 256-256
     # units, Adam 3e-4, batch 256, buffer 1e6, γ 0.99, 10,000 random steps first, 1M steps (the
     # same networks, batch, warm-up and budget as ddpg.py and td3.py), α tuned toward −dim(A)
-    # from 1.0 (log α = 0; CleanRL too). tau 0.005 and autotune are the same there
+    # from 1.0 (their log α = 0; CleanRL's too). tau 0.005 and autotune mean the same there and
+    # keep their defaults
     "MuJoCo": dict(total_timesteps=1_000_000, learning_rate=3e-4, buffer_size=1_000_000,
                    gamma=0.99, batch_size=256, hidden_size=256, learning_starts=10_000, alpha=1.0),
 }
