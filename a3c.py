@@ -68,12 +68,13 @@ import tyro
 # value from this table (other envs: from the tuned env with the same kind of action space, see
 # TUNED_ON); the resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # λ = 1 the paper's; γ, β = 0 RL Zoo's A2C; t_max 50 ours (README: how the defaults were chosen)
+    # λ = 1 the paper's; γ, β = 0 and α = 7e-4 RL Zoo's A2C; t_max 50 ours (README: how the
+    # defaults were chosen)
     "CartPole-v1": dict(total_timesteps=300_000, num_steps=50, gamma=0.99, gae_lambda=1.0,
-                        ent_coef=0.0, norm_reward=False),
+                        ent_coef=0.0, norm_reward=False, learning_rate=7e-4),
     # γ, λ and scaled rewards RL Zoo's A2C; β = 0.01 the paper's
     "Pendulum-v1": dict(total_timesteps=300_000, num_steps=8, gamma=0.9, gae_lambda=0.9,
-                        ent_coef=0.01, norm_reward=True),
+                        ent_coef=0.01, norm_reward=True, learning_rate=1e-3),
 }
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
@@ -105,8 +106,9 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
-    learning_rate: float = 1e-3
-    """Adam step size α of the shared optimizer (decays linearly to 0 when anneal_lr)"""
+    learning_rate: float = None
+    """Adam step size α of the shared optimizer, decaying linearly to 0 when anneal_lr (per-env
+    default: ENV_DEFAULTS)"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over training"""
     num_workers: int = 2  # fixed, not the machine's CPU count: the defaults were chosen with 2

@@ -159,7 +159,7 @@ def worker_args(env_id: str, num_steps: int, total_timesteps: int, **overrides) 
     unusual γ, an entropy bonus, and no clipping, reward scaling or learning-rate decay."""
     settings = dict(env_id=env_id, num_steps=num_steps, total_timesteps=total_timesteps, gamma=0.77,
                     gae_lambda=1.0, ent_coef=0.1, vf_coef=0.5, max_grad_norm=1e9, norm_reward=False,
-                    anneal_lr=False, hidden_size=4, cuda=False, save_model=False)
+                    anneal_lr=False, learning_rate=1e-3, hidden_size=4, cuda=False, save_model=False)
     return a3c.Args(**dict(settings, **overrides))
 
 

@@ -263,7 +263,7 @@ def run_a3c_worker(args: a3c.Args, rank: int = 0, workers=None, optimizer=None, 
 
 
 A3C_TINY = dict(num_steps=5, hidden_size=8, log_std_init=LOG_STD, gamma=0.9, gae_lambda=1.0, ent_coef=0.0,
-                norm_reward=False, cuda=False)
+                norm_reward=False, learning_rate=1e-3, cuda=False)
 
 
 @pytest.mark.parametrize("kind", ["Discrete", "Continuous"])
@@ -323,8 +323,8 @@ def test_a3c_decays_the_learning_rate_by_the_steps_of_all_the_workers(monkeypatc
     counter grows by 3 a step): each of its updates uses α (1 − g / T), g the shared step counter when its
     rollout began, which all workers advance, not the worker's own step count (a third of it here). The
     optimizer's learning rate is set before the rollout: read it at each optimizer step."""
-    args = a3c.Args(env_id="CountTerminatedDiscrete-v0", total_timesteps=60, learning_rate=0.01, anneal_lr=True,
-                    **dict(A3C_TINY, num_steps=2))
+    args = a3c.Args(env_id="CountTerminatedDiscrete-v0", total_timesteps=60, anneal_lr=True,
+                    **dict(A3C_TINY, num_steps=2, learning_rate=0.01))
     env = gym.make(args.env_id)
     actor, critic = a3c.make_networks(env, args)
     optimizer = torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=args.learning_rate)
