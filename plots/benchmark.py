@@ -91,10 +91,12 @@ HELD_OUT_SEEDS = list(range(101, 111))
 # dqn.py and per_dqn.py once compared settings on seeds of 101-150 too, but they got new settings in issue 27,
 # which those comparisons never saw: 101-110 are held out for them again.
 # In issue 27, a2c.py's learning rate on CartPole-v1 and trpo.py's budget on Pendulum-v1 were chosen on seeds 1-10
-# and on their held-out seeds of then (101-110, 111-120), and a3c.py's learning rate on CartPole-v1 after runs of
-# seeds 1-20: their held-out seeds there are 121-130.
+# and on their held-out seeds of then (101-110, 111-120), and reinforce.py's batch on Pendulum-v1 after runs of seeds
+# 1-10 and 101-110, and a3c.py's learning rate on CartPole-v1 after runs of seeds 1-20: their held-out seeds there
+# are 121-130.
 HELD_OUT_SEEDS_OF = {"trpo": list(range(111, 121)), ("a2c", "CartPole-v1"): list(range(121, 131)),
-                     ("trpo", "Pendulum-v1"): list(range(121, 131)), ("a3c", "CartPole-v1"): list(range(121, 131))}
+                     ("trpo", "Pendulum-v1"): list(range(121, 131)), ("reinforce", "Pendulum-v1"): list(range(121, 131)),
+                     ("a3c", "CartPole-v1"): list(range(121, 131))}
 # The old test, the final evaluation before issue 27: 10 episodes, episode e from env seed seed + 10_000 + e
 OLD_TEST_EPISODES, OLD_TEST_OFFSET = 10, 10_000
 QUICK_STEPS = 10_000  # at least one rollout of every script on its default tasks (and on Acrobot-v1)

@@ -70,7 +70,7 @@ PENDULUM = {
              'norm_adv': True, 'max_kl': 0.01, 'anneal_max_kl': True, 'cg_iters': 15, 'cg_damping': 0.1,
              'backtrack_iters': 10, 'backtrack_coef': 0.8, 'update_epochs': 15, 'num_minibatches': 16,
              'log_frequency': 2000},
-    "reinforce": {'total_timesteps': 1000000, 'learning_rate': 0.003, 'anneal_lr': True, 'num_episodes': 4,
+    "reinforce": {'total_timesteps': 1000000, 'learning_rate': 0.003, 'anneal_lr': True, 'num_episodes': 2,
                   'gamma': 0.9, 'baseline': True, 'hidden_size': 64, 'log_std_init': 0.0, 'bound_mean': True,
                   'norm_obs': False, 'norm_reward': True, 'norm_adv': True, 'log_frequency': 2000},
 }
