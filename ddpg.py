@@ -227,11 +227,14 @@ def update_critic(critic, critic_optimizer, actor_target, critic_target, batch, 
 
 def update_actor(actor, actor_optimizer, critic, batch):
     """DDPG-4 on one mini-batch: one gradient step on −mean Q_φ(s, μ_θ(s)); returns the loss. The
-    critic module gets gradients too, but only the actor's optimizer steps."""
+    critic is frozen meanwhile: the gradient flows through it into the action, but its weights
+    get none."""
     obs = batch[0]
+    critic.requires_grad_(False)  # no gradient for the critic's weights: less backward to do
     actor_loss = -critic(obs, actor(obs)).mean()
     actor_optimizer.zero_grad()
     actor_loss.backward()
+    critic.requires_grad_(True)
     actor_optimizer.step()
     return actor_loss
 

@@ -267,13 +267,15 @@ def update_critic(critic, critic_optimizer, actor, critic_target, batch, gamma: 
 
 def update_actor(actor, actor_optimizer, critic, batch, alpha):
     """SAC-4 on one mini-batch: one gradient step on mean(α log π_θ(ã|s) − min_i Q_φi(s, ã)),
-    ã ~ π_θ(·|s) reparameterized; returns the loss and log π_θ(ã|s). The critic module gets
-    gradients too, but only the actor's optimizer steps."""
+    ã ~ π_θ(·|s) reparameterized; returns the loss and log π_θ(ã|s). The critics are frozen
+    meanwhile: the gradient flows through them into ã, but their weights get none."""
     obs = batch[0]
     actions, log_prob = actor(obs)
+    critic.requires_grad_(False)  # no gradient for the critics' weights: less backward to do
     actor_loss = (alpha * log_prob - torch.min(*critic(obs, actions))).mean()
     actor_optimizer.zero_grad()
     actor_loss.backward()
+    critic.requires_grad_(True)
     actor_optimizer.step()
     return actor_loss, log_prob
 

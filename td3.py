@@ -183,6 +183,11 @@ class Critic(nn.Module):
         x = torch.cat([obs, (action - self.action_bias) / self.action_scale], dim=1)
         return self.q1(x).squeeze(1), self.q2(x).squeeze(1)
 
+    def q1_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q_φ1(s, a) alone, for the actor's objective (TD3-5): Q_φ2 would be computed unused."""
+        x = torch.cat([obs, (action - self.action_bias) / self.action_scale], dim=1)
+        return self.q1(x).squeeze(1)
+
 
 class ReplayBuffer:
     """Uniform replay buffer B, preallocated in numpy; the oldest transitions are overwritten."""
@@ -257,12 +262,14 @@ def update_critic(critic, critic_optimizer, actor_target, critic_target, batch, 
 
 def update_actor(actor, actor_optimizer, critic, batch):
     """DDPG-4 on one mini-batch: one gradient step on −mean Q_φ1(s, μ_θ(s)) (the first critic, as in
-    the paper); returns the loss. The critic module gets gradients too, but only the actor's
-    optimizer steps."""
+    the paper); returns the loss. The critic is frozen meanwhile: the gradient flows through it
+    into the action, but its weights get none."""
     obs = batch[0]
-    actor_loss = -critic(obs, actor(obs))[0].mean()
+    critic.requires_grad_(False)  # no gradient for the critic's weights: less backward to do
+    actor_loss = -critic.q1_value(obs, actor(obs)).mean()
     actor_optimizer.zero_grad()
     actor_loss.backward()
+    critic.requires_grad_(True)
     actor_optimizer.step()
     return actor_loss
 

@@ -271,6 +271,9 @@ class LinearCritics(nn.Module):
         q = torch.cat([obs, action], dim=1) @ self.w.T
         return q[:, 0] if len(self.w) == 1 else tuple(q.unbind(dim=1))
 
+    def q1_value(self, obs, action):  # td3's: the first critic alone
+        return self.forward(obs, action)[0]
+
 
 class LinearActor(nn.Module):
     """A deterministic actor μ(s) = W s (no tanh, no bounds)."""
@@ -380,6 +383,7 @@ def test_update_actor_moves_the_action_uphill_on_the_first_critic(module):
     assert torch.allclose(actor.w, torch.tensor(weight) + LR * torch.outer(c, OBS.mean(dim=0)), atol=1e-6)
     assert (OBS @ e + OBS @ actor.w.T @ c).mean() > q_before.mean(), "Q(s, μ(s)) did not rise"
     assert torch.equal(critic.w, critic_before), "the actor step must not change the critic"
+    assert critic.w.grad is None and critic.w.requires_grad, "the critic is frozen for the actor step only"
 
 
 class GaussianActor(nn.Module):
@@ -414,6 +418,7 @@ def test_sac_update_actor_is_one_step_on_alpha_log_pi_minus_the_smaller_critic()
     assert actor.m.item() == pytest.approx(m + LR * slope.mean().item(), rel=1e-6)
     expected_log_std = log_std - LR * (-alpha - (slope * math.exp(log_std) * eps[:, 0]).mean().item())
     assert actor.log_std.item() == pytest.approx(expected_log_std, rel=1e-6)
+    assert critic.w.grad is None and critic.w.requires_grad, "the critics are frozen for the actor step only"
 
 
 @pytest.mark.parametrize("entropy, alpha_goes", [(3.0, "down"), (-4.0, "up")])
