@@ -52,6 +52,12 @@ is created with the first three regions. --quick writes no file unless --out is 
 writes nothing: it compares every row of the scripts (and --envs) chosen with the runs, names each row that
 differs (and the columns), and exits with status 1 if any does.
 
+--mujoco trains the lecture's MuJoCo tasks instead (MUJOCO_TASKS: HalfCheetah-v5 and Hopper-v5 at each script's
+MuJoCo row, the off-policy scripts at 200k of its 1M steps; seeds 1-3 into runs/mujoco) and writes their table into
+the region <!-- benchmark:mujoco --> of RESULTS.md and README.md: per seed the final evaluation (10 episodes of the
+fixed test set) and its spread, and the greedy curve's last point within the first hour of the run, what a
+student would see after an hour. --summarize-only and --check work as above.
+
 After a benchmark, `python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures
 in plots/).
 """
@@ -100,6 +106,17 @@ HELD_OUT_SEEDS_OF = {"trpo": list(range(111, 121)), ("a2c", "CartPole-v1"): list
 # The old test, the final evaluation before issue 27: 10 episodes, episode e from env seed seed + 10_000 + e
 OLD_TEST_EPISODES, OLD_TEST_OFFSET = 10, 10_000
 QUICK_STEPS = 10_000  # at least one rollout of every script on its default tasks (and on Acrobot-v1)
+# Issue 28, the lecture's MuJoCo tasks (--mujoco): each script's MuJoCo row at its own budget, but the off-policy
+# scripts (tens of steps per second on a laptop CPU) at 200k of their 1M steps; 3 seeds, no held-out seeds (nothing
+# was tuned on these tasks), no threshold: the table gives the returns, the greedy curve after an hour, the time.
+MUJOCO_TASKS = {"a2c": ["Hopper-v5"], "trpo": ["HalfCheetah-v5", "Hopper-v5"],
+                "ppo": ["HalfCheetah-v5", "Hopper-v5"], "ddpg": ["HalfCheetah-v5"],
+                "td3": ["HalfCheetah-v5", "Hopper-v5"], "sac": ["HalfCheetah-v5", "Hopper-v5"]}
+MUJOCO_STEPS = {"ddpg": 200_000, "td3": 200_000, "sac": 200_000}
+MUJOCO_SEEDS = [1, 2, 3]
+MUJOCO_COLUMNS = ["script", "env", "seeds", "steps", "final eval, mean ± std over seeds",
+                  "per-seed eval (± std over its episodes)", "greedy curve after 1 hour", "wall s per run", "steps/s"]
+MUJOCO_ALIGN = ["---", "---", "---:", "---:", "---", "---", "---:", "---:", "---:"]
 
 
 def train_one(script: str, env_id: str, seed: int, run_dir: str, options) -> int:
@@ -108,6 +125,8 @@ def train_one(script: str, env_id: str, seed: int, run_dir: str, options) -> int
                "--run-dir", run_dir, "--no-cuda"]
     if options.quick:
         command += ["--total-timesteps", str(QUICK_STEPS)]
+    elif options.mujoco and script in MUJOCO_STEPS:
+        command += ["--total-timesteps", str(MUJOCO_STEPS[script])]
     start = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.time() - start
@@ -372,6 +391,72 @@ def differences(files: dict, fresh: dict, chosen) -> list:
     return lines
 
 
+def after_an_hour(run) -> str:
+    """The greedy curve's mean at its last test within the first hour of the run (wall time), and that test's
+    step; the final evaluation when the run took less than an hour."""
+    if run.evaluation["wall_time"] <= 3600:
+        return f"done: {run.evaluation['mean']:.0f}"
+    within = np.flatnonzero(run.curve_wall_times <= 3600)
+    if not len(within):
+        return "n/a"
+    return f"{run.curve_means[within[-1]]:.0f} at {int(run.curve_steps[within[-1]]):,}"
+
+
+def mujoco_rows(run_dir: str, scripts: list) -> dict:
+    """{(script, env): the cells of its row of the MuJoCo table} of the finished runs in run_dir."""
+    rows = {}
+    for (env_id, script), runs in group(load_runs(run_dir)).items():
+        runs = [run for run in runs if run.evaluation and script in scripts and env_id in MUJOCO_TASKS.get(script, [])]
+        if not runs:
+            continue
+        evals = np.array([run.evaluation["mean"] for run in runs])
+        rows[(script, env_id)] = [
+            script, env_id, str(len(runs)), f"{int(np.median([r.evaluation['global_step'] for r in runs])):,}",
+            f"{evals.mean():.1f} ± {evals.std():.1f}",
+            " / ".join(f"{run.evaluation['mean']:.0f} ± {run.evaluation['std']:.0f}" for run in runs),
+            "the runs end within it" if all(run.evaluation["wall_time"] <= 3600 for run in runs)
+            else " / ".join(after_an_hour(run) for run in runs),
+            mean_of(runs, "wall_time", ",.0f"), mean_of(runs, "sps", ",.0f")]
+    return rows
+
+
+def mujoco_main(options):
+    """--mujoco: train MUJOCO_TASKS (seeds MUJOCO_SEEDS unless --seeds), then write or check the region
+    <!-- benchmark:mujoco --> of the --out files, the other rows of that table kept."""
+    scripts = [s for s in options.scripts if MUJOCO_TASKS.get(s)]
+    if not (options.summarize_only or options.check):
+        jobs = [(script, env_id, seed, options.run_dir) for script in scripts for env_id in MUJOCO_TASKS[script]
+                for seed in options.seeds]
+        print(f"training {len(jobs)} runs into {options.run_dir}, {options.procs} at a time", flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=options.procs) as pool:
+            if any(code != 0 for code in pool.map(lambda job: train_one(*job, options), jobs)):
+                print("some runs failed: see above", file=sys.stderr)
+    fresh = mujoco_rows(options.run_dir, scripts) if os.path.isdir(options.run_dir) else {}
+    if not fresh:
+        sys.exit(f"benchmark.py: error: no finished MuJoCo runs of {scripts} in {options.run_dir}")
+    print(markdown(MUJOCO_COLUMNS, MUJOCO_ALIGN, ordered(fresh)))
+    lines = []
+    for path in options.out:
+        if not os.path.exists(path) or "mujoco" not in regions(open(path).read()):
+            sys.exit(f"benchmark.py: error: {path} has no region <!-- benchmark:mujoco --> ... <!-- /benchmark -->")
+        text = open(path).read()
+        have = parse_rows(regions(text)["mujoco"], MUJOCO_COLUMNS)
+        if options.check:
+            lines += [f"{path}, MuJoCo, {key[0]} on {key[1]}: " + ("not in the file" if key not in have else "; ".join(
+                f"{column}: {a!r} in the file, {b!r} from the runs"
+                for column, a, b in zip(MUJOCO_COLUMNS, have[key], row) if a != b))
+                for key, row in fresh.items() if have.get(key) != row]
+            continue
+        with open(path, "w") as f:
+            f.write(replace_regions(text, {"mujoco": markdown(MUJOCO_COLUMNS, MUJOCO_ALIGN, ordered(have | fresh))}))
+        print(f"wrote {path}: the region mujoco")
+    for line in lines:
+        print(line)
+    if lines:
+        sys.exit(f"{len(lines)} MuJoCo row{' differs' if len(lines) == 1 else 's differ'} from the runs in "
+                 f"{options.run_dir}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scripts", nargs="*", default=[s for s in TASKS if os.path.exists(f"{ROOT}/{s}.py")],
@@ -384,6 +469,8 @@ def main():
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"))
     parser.add_argument("--procs", type=int, default=os.cpu_count(), help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="one seed, short budgets: a few minutes in all")
+    parser.add_argument("--mujoco", action="store_true",
+                        help="the MuJoCo tasks of MUJOCO_TASKS, seeds 1-3, into runs/mujoco and the region mujoco")
     parser.add_argument("--summarize-only", action="store_true", help="no training: the tables of existing runs")
     parser.add_argument("--check", action="store_true",
                         help="no training, no writing: exit 1 naming each row of --out that differs from the runs")
@@ -394,6 +481,13 @@ def main():
     unknown = [s for s in options.scripts if s not in TASKS]
     if unknown:
         sys.exit(f"benchmark.py: error: unknown scripts {unknown}; choose from {list(TASKS)}")
+    if options.mujoco:
+        if options.seeds == list(range(1, 11)):
+            options.seeds = MUJOCO_SEEDS
+        if options.run_dir == os.path.join("runs", "benchmark"):
+            options.run_dir = os.path.join("runs", "mujoco")
+        options.out = options.out or [os.path.join(ROOT, "RESULTS.md"), os.path.join(ROOT, "README.md")]
+        return mujoco_main(options)
     if options.quick:
         options.seeds, options.held_out_seeds = options.seeds[:1], []
         options.run_dir = os.path.join(options.run_dir, "quick")

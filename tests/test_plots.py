@@ -289,6 +289,53 @@ def run_benchmark(monkeypatch, *arguments):
     return status, output.getvalue()
 
 
+def mujoco_run(folder, env_id, script, seed, eval_mean, std, wall_time, curve=None):
+    """A finished MuJoCo run written by hand: fake_run with its eval.json's std, steps and wall time set."""
+    path = fake_run(folder, env_id, script, seed, 1000, [100] * 5, eval_mean=eval_mean, curve=curve)
+    evaluation = json.load(open(os.path.join(path, "eval.json")))
+    evaluation |= {"std": std, "global_step": 200_000, "wall_time": wall_time, "sps": 200_000 / wall_time}
+    json.dump(evaluation, open(os.path.join(path, "eval.json"), "w"))
+
+
+def test_mujoco_table_gives_each_seed_its_spread_and_the_greedy_curve_after_an_hour(tmp_path, monkeypatch):
+    folder = str(tmp_path / "mujoco")
+    mujoco_run(folder, "Hopper-v5", "sac", 1, 2500.0, 40.0, 7200.0,
+               curve=[(50_000, 300.0, 1.0, 1800.0, 2.0), (100_000, 900.0, 5.0, 3599.0, 2.0),
+                      (150_000, 1500.0, 5.0, 5400.0, 2.0)])
+    mujoco_run(folder, "Hopper-v5", "sac", 2, 1500.0, 0.0, 3000.0)  # done within the hour
+    mujoco_run(folder, "HalfCheetah-v5", "ppo", 1, 1900.0, 30.0, 600.0)
+    mujoco_run(folder, "Pendulum-v1", "sac", 1, -150.0, 1.0, 60.0)  # not a MuJoCo task
+    mujoco_run(folder, "HalfCheetah-v5", "a2c", 1, 500.0, 1.0, 600.0)  # a2c is measured on Hopper-v5 only
+    rows = benchmark.mujoco_rows(folder, ["sac", "ppo", "a2c"])
+    assert set(rows) == {("sac", "Hopper-v5"), ("ppo", "HalfCheetah-v5")}
+    sac = dict(zip(benchmark.MUJOCO_COLUMNS, rows[("sac", "Hopper-v5")]))
+    assert sac["seeds"] == "2" and sac["steps"] == "200,000"
+    assert sac["final eval, mean ± std over seeds"] == "2000.0 ± 500.0"
+    assert sac["per-seed eval (± std over its episodes)"] == "2500 ± 40 / 1500 ± 0"
+    assert sac["greedy curve after 1 hour"] == "900 at 100,000 / done: 1500"  # the last test before 3600 s
+    assert sac["wall s per run"] == "5,100" and sac["steps/s"] == f"{(200_000 / 7200 + 200_000 / 3000) / 2:,.0f}"
+    ppo = dict(zip(benchmark.MUJOCO_COLUMNS, rows[("ppo", "HalfCheetah-v5")]))
+    assert ppo["greedy curve after 1 hour"] == "the runs end within it"
+
+    results = str(tmp_path / "RESULTS.md")
+    with open(results, "w") as f:
+        f.write("Prose.\n\n<!-- benchmark:mujoco -->\n| script | env | seeds |\n|---|---|---:|\n"
+                "| td3 | Hopper-v5 | 3 |\n<!-- /benchmark -->\n\nMore prose.\n")
+    status, _ = run_benchmark(monkeypatch, "--mujoco", "--scripts", "sac", "--check", "--run-dir", folder,
+                              "--out", results)
+    assert "1 MuJoCo row differs" in str(status)
+    status, _ = run_benchmark(monkeypatch, "--mujoco", "--scripts", "sac", "ppo", "--summarize-only",
+                              "--run-dir", folder, "--out", results)
+    text = open(results).read()
+    assert status == 0 and text.startswith("Prose.") and text.endswith("More prose.\n")
+    table = benchmark.parse_rows(benchmark.regions(text)["mujoco"], benchmark.MUJOCO_COLUMNS)
+    assert set(table) == {("sac", "Hopper-v5"), ("ppo", "HalfCheetah-v5"), ("td3", "Hopper-v5")}  # td3's row kept
+    assert table[("sac", "Hopper-v5")] == rows[("sac", "Hopper-v5")]
+    status, printed = run_benchmark(monkeypatch, "--mujoco", "--scripts", "sac", "--check", "--run-dir", folder,
+                                    "--out", results)
+    assert status == 0
+
+
 def outside_regions(text):
     return benchmark.REGION.sub("<region>", text)
 
