@@ -125,8 +125,9 @@ def train_one(script: str, env_id: str, seed: int, run_dir: str, options) -> int
                "--run-dir", run_dir, "--no-cuda"]
     if options.quick:
         command += ["--total-timesteps", str(QUICK_STEPS)]
-    elif options.mujoco and script in MUJOCO_STEPS:
-        command += ["--total-timesteps", str(MUJOCO_STEPS[script])]
+    elif options.mujoco:  # one torch thread a run, as the classic tasks' runs: --procs of them share the cores
+        command += ["--torch-threads", "1"] + (["--total-timesteps", str(MUJOCO_STEPS[script])]
+                                               if script in MUJOCO_STEPS else [])
     start = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.time() - start
