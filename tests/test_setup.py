@@ -33,7 +33,7 @@ def test_deterministic_cuda_runs_configure_cublas_first(script, monkeypatch, det
     CUBLAS_WORKSPACE_CONFIG is unset: seed_everything sets it when --cuda and torch_deterministic are both on."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     module = script.module()
-    args = module.Args(cuda=True, torch_deterministic=deterministic)
+    args = module.Args(cuda=True, torch_deterministic=deterministic, torch_threads=1)
     try:
         module.seed_everything(1, args)
         assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == expected
