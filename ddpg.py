@@ -29,8 +29,8 @@ Run:
   python ddpg.py                              # Pendulum-v1, 15k steps
   python ddpg.py --env-id HalfCheetah-v5      # 1M steps, the MuJoCo row of ENV_DEFAULTS
   # The MuJoCo row serves Hopper, HalfCheetah, Walker2d, Ant, Swimmer and Humanoid (any -vN).
-  # Many hours on a laptop CPU (SAC ran about 50 steps/s on HalfCheetah-v5 with 256-unit
-  # networks here): --total-timesteps 100000 for a first look.
+  # Hours on a laptop CPU (td3.py, about as much work a step, made about 130 steps/s on
+  # HalfCheetah-v5 with one torch thread here): --total-timesteps 100000 for a first look.
   python ddpg.py --help
 """
 

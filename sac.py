@@ -34,8 +34,8 @@ Run:
   python sac.py --no-autotune --alpha 0.1     # fixed α
   python sac.py --env-id HalfCheetah-v5       # 1M steps, the MuJoCo row of ENV_DEFAULTS
   # The MuJoCo row serves Hopper, HalfCheetah, Walker2d, Ant, Swimmer and Humanoid (any -vN).
-  # Many hours on a laptop CPU (SAC ran about 50 steps/s on HalfCheetah-v5 with 256-unit
-  # networks here): --total-timesteps 100000 for a first look.
+  # Hours on a laptop CPU (about 90 steps/s on HalfCheetah-v5 with one torch thread here, 1.7
+  # times that with the row's two): --total-timesteps 100000 for a first look.
   python sac.py --help
 """
 
