@@ -164,6 +164,10 @@ for _continuous in (False, True):
     # terminates after 3 steps, long before the time limit
     gym.register(f"CountTerminated{_kind}-v0", entry_point=CountEnv, max_episode_steps=100,
                  kwargs={"terminate_at": 3, "continuous": _continuous})
+    # terminates after 3 steps, on the very step the time limit also cuts it: terminated and truncated both
+    # true, and the transition must still be stored as terminated
+    gym.register(f"CountTerminatedAtLimit{_kind}-v0", entry_point=CountEnv, max_episode_steps=3,
+                 kwargs={"terminate_at": 3, "continuous": _continuous})
 
 
 class CountValue(torch.nn.Module):

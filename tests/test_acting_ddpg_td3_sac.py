@@ -8,8 +8,10 @@ while they collect it, and in the final evaluation:
 - sac acts with a sample of its own actor, and that sample is reparameterized: the gradient reaches the actor;
 - the actor update is handed the learned critic(s), never the slow target copies; SAC's α falls while the
   entropy is above its target;
-- the final evaluation takes the mean action, with no noise and no sampling;
-- the replay buffer draws only transitions it holds, before and after it wraps around.
+- the final evaluation and the eval curve take the mean action, with no noise and no sampling;
+- the replay buffer draws only transitions it holds, before and after it wraps around, and stores the action
+  the env received (clipped);
+- only the first training episode is reset with the seed.
 
 Most tests read one short run per script on SkewedBox-v0, an env registered below whose action bounds are
 neither ±1 nor symmetric, so that an action left in [−1, 1] units or scaled by the wrong factor shows."""
@@ -201,7 +203,8 @@ def test_random_actions_before_learning_starts_are_uniform_over_the_action_space
 def test_exploration_noise_is_gaussian_around_the_actor_action_with_sigma_in_env_units(module, watched):
     """After learning_starts each action is μ_θ(s) + N(0, σ²) with σ = exploration_noise · (high − low) / 2 in
     each dimension: here 0.1 · (2, 4) = (0.2, 0.4). The noise a − μ_θ(s) must average about 0 and have that
-    spread: no noise, noise left in [−1, 1] units (σ = 0.1), or scaled by (high − low) (σ = 0.4, 0.8) fail."""
+    spread: no noise, noise left in [−1, 1] units (σ = 0.1), or scaled by (high − low) (σ = 0.4, 0.8) fail, and
+    so does one draw shared by both dimensions."""
     acts = training_acts(watched(module))
     noise = np.array([action - call["action"] for call, action in acts])
     sigma = EXPLORATION_NOISE * HALF_RANGE
@@ -209,6 +212,9 @@ def test_exploration_noise_is_gaussian_around_the_actor_action_with_sigma_in_env
         f"the noise is not centred on the actor's action: mean {noise.mean(axis=0)}"
     spread = noise.std(axis=0)
     assert np.all(np.abs(spread / sigma - 1) < 0.2), f"noise std {spread}, expected {sigma}"
+    # one draw for each dimension: a single draw scaled to both would make them move together (correlation 1;
+    # independent draws give |r| < 0.5 with a margin of six standard errors at 150 steps)
+    assert abs(np.corrcoef(noise.T)[0, 1]) < 0.5, "the noise of the two dimensions is correlated"
 
 
 @pytest.mark.parametrize("module", [ddpg, td3], ids=lambda m: m.__name__)
@@ -232,7 +238,8 @@ def test_noisy_actions_are_clipped_to_the_bounds(module, watched):
 def test_sac_acts_with_samples_of_its_own_squashed_gaussian(watched):
     """After learning_starts sac acts with a = bias + scale · tanh(u), u ~ N(mean(s), σ(s)²) of its actor at that
     step: undoing the squashing and the scaling of the action the env received, (u − mean) / σ must be standard
-    normal. Acting with the mean action (no exploration), or a sample left in [−1, 1] units, fails."""
+    normal, independently in each dimension. Acting with the mean action (no exploration), a sample left in
+    [−1, 1] units, or one ε shared by both dimensions, fails."""
     acts = training_acts(watched(sac))
     assert all(call["kind"] == "sample" for call, _ in acts), "sac acted without sampling from its actor"
     z = []
@@ -242,6 +249,7 @@ def test_sac_acts_with_samples_of_its_own_squashed_gaussian(watched):
     z = np.array(z)
     assert np.all(np.abs(z.mean(axis=0)) < 4 / math.sqrt(ACTING_STEPS)), f"mean {z.mean(axis=0)}"
     assert np.all(np.abs(z.std(axis=0) - 1) < 0.2), f"std {z.std(axis=0)}"
+    assert abs(np.corrcoef(z.T)[0, 1]) < 0.5, "one ε for both dimensions: the sample explores along a line"
 
 
 def test_sac_actor_sample_carries_the_gradient_to_the_actor_reparameterization():
@@ -331,6 +339,10 @@ def test_evaluation_takes_the_mean_action_without_noise(module, watched):
         obs_tensor = torch.as_tensor(obs)
         mean_action = actor.deterministic(obs_tensor) if module is sac else actor(obs_tensor)
     assert np.allclose(first, mean_action.numpy(), atol=1e-6)
+    if module is sac:  # the squashed mean in env units, centre + half-range · tanh(mean(s)), for every step
+        for call, (_, action) in zip(calls, evaluation):
+            assert np.allclose(action, CENTRE + HALF_RANGE * np.tanh(call["mean"]), atol=1e-5), \
+                "sac's evaluation action is not the squashed mean in env units"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -391,3 +403,58 @@ def test_sac_keeps_log_std_within_its_bounds(monkeypatch):
         action, log_prob = actor(obs)
         assert torch.isfinite(log_prob).all()
     assert torch.all(seen[0] == sac.LOG_STD_MAX) and torch.all(seen[1] == sac.LOG_STD_MIN)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Breaks a second fresh reviewer found the suite missed (issue 28)
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
+def test_only_the_first_training_episode_is_reset_with_the_seed(name, tmp_path, monkeypatch):
+    """env.reset(seed=seed) once, then reset() with no seed: reseeding every episode would replay the same start
+    state each time. CountTruncatedContinuous-v0 cuts an episode every 5 steps, so 40 steps reset it 8 times."""
+    module = __import__(name)
+    seeds, make_env = [], module.make_env
+
+    def recording(*args, **kwargs):
+        env = make_env(*args, **kwargs)
+        if not seeds:  # the training env, the first one made
+            reset = env.reset
+            env.reset = lambda **options: (seeds.append(options.get("seed")), reset(**options))[1]
+        return env
+
+    monkeypatch.setattr(module, "make_env", recording)
+    module.train(module.Args(env_id="CountTruncatedContinuous-v0", total_timesteps=40, seed=7, learning_starts=16,
+                             batch_size=16, buffer_size=100, hidden_size=8, log_frequency=20, eval_episodes=0,
+                             eval_every=0, cuda=False, save_model=False, run_dir=str(tmp_path)))
+    assert seeds == [7] + [None] * 8
+
+
+@pytest.mark.parametrize("module", [ddpg, td3], ids=lambda m: m.__name__)
+def test_the_buffer_stores_the_action_the_env_received(module, tmp_path, monkeypatch):
+    """The replay buffer stores the clipped action the env stepped with, not the unclipped μ_θ(s) + noise: with
+    exploration_noise 3 most actions are clipped, and each stored action must equal the one SkewedBoxEnv got."""
+    stored, add = [], module.ReplayBuffer.add
+    monkeypatch.setattr(module.ReplayBuffer, "add", lambda buffer, obs, action, *rest: (
+        stored.append(np.array(action, dtype=np.float32)), add(buffer, obs, action, *rest))[1])
+    SkewedBoxEnv.made.clear()
+    module.train(module.Args(**{**WATCHED, "eval_episodes": 0}, exploration_noise=3.0, run_dir=str(tmp_path)))
+    received = [action for _, action in SkewedBoxEnv.made[0].steps]
+    assert len(stored) == len(received) == WATCHED["total_timesteps"]
+    assert all(np.array_equal(s, r) for s, r in zip(stored, received)), "the buffer holds another action"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_the_eval_curve_plays_the_same_deterministic_policy_as_the_final_evaluation(module, tmp_path, monkeypatch):
+    """eval_curve.csv follows the policy the final evaluation scores: the mean action, the same for the same
+    observation, with no noise and no sampling. Catches a curve that plays the exploring policy."""
+    policies = {}
+    for name in ("curve", "evaluate"):
+        original = getattr(module.Run, name)
+        monkeypatch.setattr(module.Run, name, lambda run, step, policy, name=name, original=original: (
+            policies.setdefault(name, policy), original(run, step, policy))[1])
+    module.train(module.Args(**{**WATCHED, "eval_every": 100}, run_dir=str(tmp_path)))
+    obs = np.random.default_rng(0).uniform(-1.0, 1.0, size=(5, 3)).astype(np.float32)
+    for row in obs:
+        first, again, final = policies["curve"](row), policies["curve"](row), policies["evaluate"](row)
+        assert np.array_equal(first, again), "the curve's policy gave two actions for one observation"
+        assert np.allclose(first, final, atol=1e-6), "the curve's policy is not the final evaluation's"

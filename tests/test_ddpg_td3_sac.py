@@ -87,6 +87,17 @@ def test_critic_sees_the_action_rescaled_to_minus_one_one(module):
         assert inputs.tolist() == [[7.0, -1.0, -1.0], [7.0, 0.0, 0.0], [7.0, 1.0, 1.0]]
 
 
+def test_td3_q1_value_is_the_first_critic_of_the_pair():
+    """The actor's objective (TD3-5) calls q1_value, a shortcut for the first output of the critic pair: the
+    same network, fed the same rescaled action. Catches it fed the raw action, or the second critic."""
+    torch.manual_seed(0)
+    critic = td3.Critic(3, BOX, 8)
+    obs = torch.randn(6, 3)
+    actions = torch.as_tensor(BOX.low) + torch.rand(6, 2) * torch.as_tensor(BOX.high - BOX.low)
+    with torch.no_grad():
+        assert torch.allclose(critic.q1_value(obs, actions), critic(obs, actions)[0])
+
+
 # ---------------------------------------------------------------------------------------------------
 # Targets (DDPG-3, TD3-1, TD3-2, SAC-2)
 # ---------------------------------------------------------------------------------------------------
@@ -242,8 +253,11 @@ def test_truncation_bootstraps_from_the_real_final_observation(module, monkeypat
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
-def test_termination_is_stored(module, monkeypatch, tmp_path):
-    added = recorded_transitions(module, monkeypatch, tmp_path, "CountTerminatedContinuous-v0", steps=30)
+@pytest.mark.parametrize("limit", ["", "AtLimit"], ids=["before-the-limit", "at-the-limit"])
+def test_termination_is_stored(module, limit, monkeypatch, tmp_path):
+    """A termination is stored as terminated, also when the time limit cuts the episode on the same step
+    (terminated and truncated both true)."""
+    added = recorded_transitions(module, monkeypatch, tmp_path, f"CountTerminated{limit}Continuous-v0", steps=30)
     assert [terminated for _, _, terminated, _ in added] == [False, False, True] * 10
     assert all(next_obs[0] == obs[0] + 1 for obs, next_obs, _, _ in added)
 
@@ -513,6 +527,17 @@ def test_train_passes_gamma_and_the_targets_follow_by_polyak_averaging(module, m
     for target, _ in pairs:
         first, last = critic_calls[0]["params"], critic_calls[-1]["params"]
         assert not torch.equal(first[target], last[target]), f"{target} never moved"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_targets_start_as_copies_of_the_learned_networks(module, monkeypatch, tmp_path):
+    """Before the first update, φ' = φ (and for ddpg and td3 θ' = θ): the targets start as copies. Catches a
+    target network left at its own random initialization, which the Polyak averages forget only slowly."""
+    calls, _ = spied_train(module, monkeypatch, tmp_path)
+    first = next(call for call in calls if call["name"] == "update_critic")["params"]
+    assert torch.equal(first["critic_target"], first["critic"]), "φ' did not start as a copy of φ"
+    if module is not sac:
+        assert torch.equal(first["actor_target"], first["actor"]), "θ' did not start as a copy of θ"
 
 
 def test_td3_train_delays_the_actor_and_passes_the_smoothing_noise(monkeypatch, tmp_path):

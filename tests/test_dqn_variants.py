@@ -226,7 +226,10 @@ def test_truncation_bootstraps_from_the_real_final_observation(name, monkeypatch
 
 
 @pytest.mark.parametrize("name", list(BUFFERS))
-def test_termination_is_stored(name, monkeypatch, tmp_path):
-    added = recorded_transitions(name, monkeypatch, tmp_path, "CountTerminatedDiscrete-v0", steps=30)
+@pytest.mark.parametrize("limit", ["", "AtLimit"], ids=["before-the-limit", "at-the-limit"])
+def test_termination_is_stored(name, limit, monkeypatch, tmp_path):
+    """A termination is stored as terminated, also when the time limit cuts the episode on the same step
+    (terminated and truncated both true)."""
+    added = recorded_transitions(name, monkeypatch, tmp_path, f"CountTerminated{limit}Discrete-v0", steps=30)
     assert [terminated for _, _, terminated in added] == [False, False, True] * 10
     assert all(next_obs[0] == obs[0] + 1 for obs, next_obs, _ in added)
