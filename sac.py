@@ -41,6 +41,7 @@ Run:
 
 import contextlib
 import csv
+import importlib
 import json
 import math
 import os
@@ -428,12 +429,14 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
     """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
-    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
-    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
-    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
-    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo", and a
+    namespace such as "ALE/" stands for each of its envs), else the row of the tuned env with the
+    same kind of action space (TUNED_ON), with a warning. Print the values filled in, but those in
+    `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper, ALE/Pong-v5 → ALE/Pong
+    namespace = task[:task.find("/") + 1] or None  # ALE/Pong → ALE/, Hopper → None
     rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
-    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks or namespace in tasks]
     rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
     row = rows[0] if rows else None
     tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
@@ -471,11 +474,33 @@ def fail(message: str):
     raise SystemExit(2)
 
 
-def make_env(env_id: str) -> gym.Env:
+# The optional packages of Atari's and MinAtar's envs: {id prefix: (module, what to pip install)}
+OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"'),
+                 "MinAtar/": ("minatar.gym", "minatar")}
+
+
+def make_env(env_id: str, training: bool = True) -> gym.Env:
+    """gym.make(env_id), an Atari or MinAtar id's package registered first. Atari's frames get the
+    DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each action held for
+    4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the episode and rewards
+    are clipped to their sign, while an evaluation (training=False) plays whole games."""
+    prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
+    if prefix and env_id not in gym.registry:
+        try:
+            module = importlib.import_module(OPTIONAL_ENVS[prefix][0])  # ale_py: its envs register
+        except ImportError:
+            fail(f"{env_id} needs an optional package: pip install {OPTIONAL_ENVS[prefix][1]}")
+        if prefix == "MinAtar/":
+            module.register_envs()
     try:
-        return gym.make(env_id)
+        env = gym.make(env_id, **({"frameskip": 1} if prefix == "ALE/" else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+    if prefix == "ALE/":
+        env = gym.wrappers.AtariPreprocessing(env, terminal_on_life_loss=training)
+        env = gym.wrappers.TransformReward(env, np.sign) if training else env
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    return env
 
 
 def seed_everything(seed: int, args):
@@ -585,8 +610,9 @@ class Run(Logs, contextlib.AbstractContextManager):
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         evaluation_settings(args, total_steps)
         self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
-        self.make_test_env = lambda: gym.make(args.env_id)  # evaluate()'s envs
-        name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.make_test_env = lambda: make_env(args.env_id, training=False)  # evaluate()'s envs
+        env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5 → ALE-Pong-v5: one folder, not two
+        name = f"{args.run_dir}/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
         os.makedirs(self.dir)

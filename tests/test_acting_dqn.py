@@ -166,8 +166,9 @@ def watch_train(run_id: str, run_dir) -> Watch:
             q = super().forward(obs)
             return -q if self is watch.copied_into else q  # the target network prefers the worst action
 
-    def make_env(env_id):
-        return ActingSpy(original["make_env"](env_id), watch, "train")
+    def make_env(env_id, training=True):  # evaluate()'s envs (training=False) are watched by evaluate below
+        env = original["make_env"](env_id, training)
+        return ActingSpy(env, watch, "train") if training else env
 
     def evaluate(policy, new_env, episodes, seed):
         watch.phase = "eval"
@@ -340,7 +341,7 @@ def numbered_buffer(name: str, capacity: int, count: int):
     if hasattr(module, "PrioritizedReplayBuffer"):
         buffer = module.PrioritizedReplayBuffer(capacity, obs_dim=2, alpha=0.6, eps=1e-6)
     else:
-        buffer = module.ReplayBuffer(capacity, obs_dim=2)
+        buffer = module.ReplayBuffer(capacity, gym.spaces.Box(-np.inf, np.inf, (2,)))
     for k in range(1, count + 1):
         transition = (np.array([k, 1.0]), 0, 0.0, np.array([k + 1, 1.0]), False)
         buffer.add(*transition, *([1] if name == "rainbow" else []))

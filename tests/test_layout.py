@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT
 
 SHARED_MARKER = "# From here to the end, every script of this repository has the same lines"
-SHARED_LIMIT = 176  # lines of the shared block (issue 25: 276 -> 140; issue 27 added the test sets, the curve and
-# the side-by-side evaluation)
+SHARED_LIMIT = 199  # lines of the shared block (issue 25: 276 -> 140; issue 27 added the test sets, the curve and
+# the side-by-side evaluation; issue 29 the Atari and MinAtar envs in make_env)
 WIDTH = 100  # characters per line of a script, so that it reads beside a slide
 BOOKKEEPING_MARKER = "# Bookkeeping. A first reading can stop here"
 TOOLS = {"evaluate"}  # the optional tool beside the scripts: not an algorithm script
@@ -94,7 +94,7 @@ def test_docstring_lists_the_steps_the_code_tags(name):
     assert listed <= tagged, f"steps listed in the docstring but tagged nowhere in the code: {listed - tagged}"
 
 
-def test_the_shared_block_is_at_most_176_lines():
+def test_the_shared_block_is_at_most_SHARED_LIMIT_lines():
     lines = shared_part(source("dqn")).splitlines()
     assert len(lines) <= SHARED_LIMIT, f"the shared block has {len(lines)} lines, more than {SHARED_LIMIT}"
 
