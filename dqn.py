@@ -23,7 +23,7 @@ Run:
   python dqn.py                              # CartPole-v1, 100k steps
   python dqn.py --env-id Acrobot-v1 --seed 2
   python dqn.py --env-id MinAtar/Breakout-v1 # pip install minatar
-  python dqn.py --env-id ALE/Pong-v5         # pip install "gymnasium[atari]"; a GPU: --cuda
+  python dqn.py --env-id ALE/Pong-v5         # pip install "gymnasium[atari,other]"; a GPU: --cuda
   python dqn.py --help
 """
 

@@ -339,7 +339,7 @@ def numbered_buffer(name: str, capacity: int, count: int):
     an empty slot holds [0, 0])."""
     module = importlib.import_module(name)
     if hasattr(module, "PrioritizedReplayBuffer"):
-        buffer = module.PrioritizedReplayBuffer(capacity, obs_dim=2, alpha=0.6, eps=1e-6)
+        buffer = module.PrioritizedReplayBuffer(capacity, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=0.6, eps=1e-6)
     else:
         buffer = module.ReplayBuffer(capacity, gym.spaces.Box(-np.inf, np.inf, (2,)))
     for k in range(1, count + 1):

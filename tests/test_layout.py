@@ -115,10 +115,11 @@ def test_lines_fit_beside_a_slide(name):
     assert not wide, f"{name}.py has lines longer than {WIDTH} characters: {wide[:10]}"
 
 
-@pytest.mark.parametrize("function", ["with_env_defaults", "whole_rollouts"])
+@pytest.mark.parametrize("function", ["with_env_defaults", "whole_rollouts", "Pixels", "torso"])
 def test_helpers_shared_by_some_scripts_are_identical_where_they_are(function):
-    """with_env_defaults (the scripts with ENV_DEFAULTS) and whole_rollouts (the scripts whose budget is
-    counted in rollouts) sit outside the shared block, in the scripts that need them: the same lines."""
+    """with_env_defaults (the scripts with ENV_DEFAULTS), whole_rollouts (the scripts whose budget is counted in
+    rollouts) and Pixels and torso (the scripts that read images) sit outside the shared block, in the scripts
+    that need them: the same lines."""
     copies = {name: "\n".join(definitions(source(name))[function]) for name in SCRIPTS
               if function in definitions(source(name))}
     assert len(copies) >= 2, f"{function} is in fewer than two scripts: {list(copies)}"
