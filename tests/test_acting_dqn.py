@@ -410,7 +410,7 @@ def test_a_new_transition_enters_at_the_largest_priority_seen_so_far(name):
     """PER-1: a new transition gets the largest priority so far, so that it is replayed soon, also after
     updates raised the priorities above the starting 1. Catches the running maximum never updated."""
     module = importlib.import_module(name)
-    buffer = module.PrioritizedReplayBuffer(8, 2, alpha=0.5, eps=1e-6)
+    buffer = module.PrioritizedReplayBuffer(8, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=0.5, eps=1e-6)
     extra = (1,) if name == "rainbow" else ()  # rainbow's transitions also keep their n-step count
     for _ in range(3):
         buffer.add(np.zeros(2), 0, 1.0, np.zeros(2), False, *extra)

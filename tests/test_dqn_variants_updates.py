@@ -196,7 +196,8 @@ def spy_on_train(module, monkeypatch, tmp_path, **overrides):
                        target_network_frequency=40, gamma=0.77, learning_rate=0.004, hidden_size=16,
                        eval_episodes=1, run_dir=str(tmp_path), cuda=False, save_model=False, **overrides)
     module.train(args)
-    return args, calls
+    # the settings as train() resolved them (ENV_DEFAULTS fills in those left at None)
+    return module.with_env_defaults(args, gym.make("CartPole-v1")), calls
 
 
 def update_steps(args):

@@ -454,7 +454,8 @@ def spy_on_train(monkeypatch, tmp_path, **overrides):
                     target_network_frequency=40, gamma=0.77, learning_rate=0.004, hidden_size=16, eval_episodes=1,
                     log_frequency=40,
                     run_dir=str(tmp_path), cuda=False, save_model=False)
-    args = rainbow.Args(**(settings | overrides))
+    # the settings as train() resolves them (ENV_DEFAULTS fills in those left at None)
+    args = rainbow.with_env_defaults(rainbow.Args(**(settings | overrides)), gym.make("CartPole-v1"))
     run_dir = rainbow.train(args)["run_dir"]
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
         metrics = list(csv.DictReader(f))

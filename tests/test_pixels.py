@@ -1,0 +1,191 @@
+"""Pixels (issue 29): make_env's Atari preprocessing (training against evaluation) and MinAtar's registration, the
+convolutional torso of the scripts that read images, replay that keeps an image's small type, the MinAtar and Atari
+rows of ENV_DEFAULTS, and a few hundred steps of each script on MinAtar/Breakout-v1 and ALE/Pong-v5. The optional
+packages (minatar; gymnasium[atari,other]) are installed in CI; without them these tests are skipped, with the
+reason."""
+
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import dqn
+
+PIXEL_SCRIPTS = ["dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow"]
+NAMESPACED = {"MinAtar/Breakout-v1": "MinAtar", "MinAtar/SpaceInvaders-v1": "MinAtar", "ALE/Pong-v5": "Atari",
+              "ALE/Breakout-v5": "Atari"}
+
+
+def needs(module: str, install: str):
+    """Skip, saying what to install, when the optional package `module` is missing."""
+    missing = importlib.util.find_spec(module) is None
+    return pytest.mark.skipif(missing, reason=f"the optional package {module} is not installed: pip install {install}")
+
+
+minatar = needs("minatar", "minatar")
+atari = needs("ale_py", '"gymnasium[atari,other]"')
+
+
+def wrappers(env) -> list:
+    names = []
+    while isinstance(env, gym.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+@atari
+def test_atari_frames_are_preprocessed_and_only_training_clips_rewards_and_ends_at_a_lost_life():
+    train, test = dqn.make_env("ALE/Pong-v5"), dqn.make_env("ALE/Pong-v5", training=False)
+    assert train.observation_space.shape == (4, 84, 84) and train.observation_space.dtype == np.uint8
+    assert test.observation_space == train.observation_space
+    assert "TransformReward" in wrappers(train) and "TransformReward" not in wrappers(test)
+    by_name = {}
+    for name, env in (("train", train), ("test", test)):
+        while not isinstance(env, gym.wrappers.AtariPreprocessing):
+            env = env.env
+        by_name[name] = env
+    assert by_name["train"].terminal_on_life_loss and not by_name["test"].terminal_on_life_loss
+    assert by_name["train"].frame_skip == 4 and by_name["train"].noop_max == 30
+    assert by_name["train"].env.unwrapped._frameskip == 1, "the base env must not skip frames: the wrapper does"
+
+
+@atari
+def test_rewards_are_clipped_to_their_sign_in_training():
+    env = dqn.make_env("ALE/Pong-v5")
+    env.reset(seed=0)
+    rewards = set()
+    for _ in range(3000):
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        rewards.add(float(reward))
+        if terminated or truncated:
+            break
+    assert rewards <= {-1.0, 0.0, 1.0} and rewards != {0.0}, rewards
+
+
+@minatar
+def test_minatar_ids_register_and_come_as_grids():
+    env = dqn.make_env("MinAtar/Breakout-v1")
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (10, 10, 4) and env.observation_space.shape == (10, 10, 4)
+    assert isinstance(env.action_space, gym.spaces.Discrete)
+    again, _ = dqn.make_env("MinAtar/Breakout-v1").reset(seed=3)
+    assert np.array_equal(obs, again), "an env seed must fix the start, as the fixed test sets need"
+
+
+def test_a_missing_optional_package_is_one_line_and_exit_status_2(monkeypatch, capsys):
+    real = importlib.import_module
+
+    def without(name, *args, **kwargs):
+        if name in ("ale_py", "minatar.gym"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without)
+    for env_id, install in (("ALE/Pong-v5", 'pip install "gymnasium[atari,other]"'),
+                            ("MinAtar/Breakout-v1", "pip install minatar")):
+        if env_id in gym.registry:
+            continue  # registered by an earlier test in this process: nothing to import
+        with pytest.raises(SystemExit) as stop:
+            dqn.make_env(env_id)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and install in err[0], err
+
+
+@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
+def test_the_torso_is_the_nature_network_for_atari_and_the_minatar_network_for_grids(name):
+    module = importlib.import_module(name)
+    atari_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    torso, features = module.torso(atari_space, 256)
+    convs = [layer for layer in torso.modules() if isinstance(layer, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (4, 32, (8, 8), (4, 4)), (32, 64, (4, 4), (2, 2)), (64, 64, (3, 3), (1, 1))]
+    assert features == 512 and torso(torch.zeros(2, 4, 84, 84)).shape == (2, 512)
+    grid = gym.spaces.Box(0.0, 1.0, (10, 10, 6), bool)
+    torso, features = module.torso(grid, 256)
+    convs = [layer for layer in torso.modules() if isinstance(layer, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [(6, 16, (3, 3), (1, 1))]
+    assert features == 128 and torso(torch.zeros(10, 10, 6)).shape == (128,), "one grid, unbatched, as acting has it"
+    flat, features = module.torso(gym.spaces.Box(-1, 1, (4,)), 32)
+    assert features == 32 and not any(isinstance(layer, nn.Conv2d) for layer in flat.modules())
+
+
+def test_pixels_scale_to_one_and_read_minatar_grids_channels_last():
+    torch.manual_seed(0)
+    frames = dqn.Pixels(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))
+    image = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(frames(image), frames.fc(frames.convs(image.float() / 255)))
+    grids = dqn.Pixels(gym.spaces.Box(0.0, 1.0, (10, 10, 4), bool))
+    grid = torch.rand(2, 10, 10, 4) > 0.7
+    with torch.no_grad():
+        channels_first = grid.permute(0, 3, 1, 2).float()
+        assert torch.allclose(grids(grid), grids.fc(grids.convs(channels_first)))
+
+
+@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
+def test_replay_keeps_an_images_own_type(name):
+    module = importlib.import_module(name)
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    if hasattr(module, "PrioritizedReplayBuffer"):
+        buffer = module.PrioritizedReplayBuffer(8, space, alpha=0.5, eps=1e-6)
+    else:
+        buffer = module.ReplayBuffer(8, space)
+    assert buffer.obs.dtype == np.uint8 and buffer.next_obs.dtype == np.uint8
+    assert buffer.obs.shape == (8, 4, 84, 84) and buffer.obs.nbytes == 8 * 4 * 84 * 84
+
+
+@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
+@pytest.mark.parametrize("env_id", list(NAMESPACED))
+def test_every_minatar_and_atari_game_takes_its_row(name, env_id):
+    module = importlib.import_module(name)
+    env = gym.make("CartPole-v1")  # any Discrete env: the row is chosen by the id
+    args = module.with_env_defaults(module.Args(env_id=env_id), env)
+    assert args.settings_row["row"] == NAMESPACED[env_id] and not args.settings_row["borrowed"]
+    for key, value in module.ENV_DEFAULTS[NAMESPACED[env_id]].items():
+        assert getattr(args, key) == value, key
+
+
+def test_the_dqn_family_shares_its_rows():
+    rows = [importlib.import_module(name).ENV_DEFAULTS for name in ("dqn", "double_dqn", "dueling_dqn", "per_dqn")]
+    assert all(row == rows[0] for row in rows)
+    assert rows[0]["MinAtar"]["huber"] and rows[0]["Atari"]["huber"] and not rows[0]["CartPole-v1"]["huber"]
+
+
+def run(name: str, env_id: str, tmp_path, **settings):
+    module = importlib.import_module(name)
+    settings = dict(dict(eval_every=0, eval_episodes=1), **settings)
+    args = module.Args(env_id=env_id, run_dir=str(tmp_path), cuda=False, **settings)
+    return module.train(args)
+
+
+@minatar
+@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
+def test_a_few_hundred_steps_on_minatar(name, tmp_path):
+    summary = run(name, "MinAtar/Breakout-v1", tmp_path, total_timesteps=300, learning_starts=100, batch_size=8,
+                  buffer_size=300, train_frequency=4)
+    assert summary["global_step"] == 300 and np.isfinite(summary["eval_mean"])
+    assert "MinAtar-Breakout-v1__" in summary["run_dir"], "one folder per run, not a folder per namespace"
+
+
+@atari
+@pytest.mark.parametrize("name", ["dqn", "rainbow"])
+def test_a_few_hundred_steps_on_atari(name, tmp_path):
+    summary = run(name, "ALE/Pong-v5", tmp_path, total_timesteps=200, learning_starts=100, batch_size=4,
+                  buffer_size=200, train_frequency=4, eval_episodes=0)
+    assert summary["global_step"] == 200
+
+
+@minatar
+def test_the_command_line_takes_the_minatar_row(tmp_path):
+    out = subprocess.run([sys.executable, "dqn.py", "--env-id", "MinAtar/Breakout-v1", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "1000000" in out.stdout.replace(",", "").replace("_", "")
