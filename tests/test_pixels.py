@@ -1,8 +1,8 @@
 """Pixels (issue 29): make_env's Atari preprocessing (training against evaluation) and MinAtar's registration, the
 convolutional torso of the scripts that read images, replay that keeps an image's small type, the MinAtar and Atari
-rows of ENV_DEFAULTS, and a few hundred steps of each script on MinAtar/Breakout-v1 and ALE/Pong-v5. The optional
-packages (minatar; gymnasium[atari,other]) are installed in CI; without them these tests are skipped, with the
-reason."""
+rows of ENV_DEFAULTS, ppo.py's actor and critic on images (no observation normalization there), and a few hundred
+steps of each script on MinAtar/Breakout-v1 and ALE/Pong-v5. The optional packages (minatar;
+gymnasium[atari,other]) are installed in CI; without them these tests are skipped, with the reason."""
 
 import importlib
 import importlib.util
@@ -16,8 +16,10 @@ import torch
 import torch.nn as nn
 
 import dqn
+import ppo
 
-PIXEL_SCRIPTS = ["dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow"]
+PIXEL_SCRIPTS = ["dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow"]  # torso(), replay
+ROW_SCRIPTS = PIXEL_SCRIPTS + ["ppo"]  # the scripts with a MinAtar and an Atari row
 NAMESPACED = {"MinAtar/Breakout-v1": "MinAtar", "MinAtar/SpaceInvaders-v1": "MinAtar", "ALE/Pong-v5": "Atari",
               "ALE/Breakout-v5": "Atari"}
 
@@ -142,7 +144,7 @@ def test_replay_keeps_an_images_own_type(name):
     assert buffer.obs.shape == (8, 4, 84, 84) and buffer.obs.nbytes == 8 * 4 * 84 * 84
 
 
-@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
+@pytest.mark.parametrize("name", ROW_SCRIPTS)
 @pytest.mark.parametrize("env_id", list(NAMESPACED))
 def test_every_minatar_and_atari_game_takes_its_row(name, env_id):
     module = importlib.import_module(name)
@@ -189,3 +191,73 @@ def test_the_command_line_takes_the_minatar_row(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert "1000000" in out.stdout.replace(",", "").replace("_", "")
+
+
+ATARI_SPACE = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+GRID_SPACE = gym.spaces.Box(0.0, 1.0, (10, 10, 4), bool)
+
+
+def test_ppo_reads_images_with_pixels_and_an_orthogonal_head_and_flat_observations_as_before():
+    for space, features in ((ATARI_SPACE, 512), (GRID_SPACE, 128)):
+        torch.manual_seed(0)
+        actor, critic = ppo.CategoricalActor(space, 6, 64, 0.0), ppo.Critic(space, 64)
+        for net in (actor.logits, critic.net):
+            assert isinstance(net[0], ppo.Pixels) and net[1].in_features == features
+        image = torch.as_tensor(space.sample()).float()
+        assert actor.logits(image[None]).shape == (1, 6) and critic(image[None]).shape == (1,)
+        assert actor.mode(image).shape == (), "one image, unbatched, as acting has it"
+        # orthogonal rows of norm out_gain: 0.01 for the policy head (a nearly uniform first policy), 1 for V
+        for head, gain in ((actor.logits[1], 0.01), (critic.net[1], 1.0)):
+            rows = head.weight @ head.weight.T
+            assert torch.allclose(rows, gain ** 2 * torch.eye(len(rows)), atol=1e-6) and not head.bias.any()
+    # flat observations: the same layers, drawn in the same order from the same seed as before images
+    torch.manual_seed(0)
+    actor = ppo.CategoricalActor(gym.spaces.Box(-1, 1, (4,)), 2, 64, 0.0)
+    assert [type(layer).__name__ for layer in actor.logits] == ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
+    torch.manual_seed(0)
+    layers = [nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2)]
+    for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), 0.01)):
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    for mine, before in zip(actor.logits.state_dict().values(), nn.Sequential(*layers).state_dict().values()):
+        assert torch.equal(mine, before)
+
+
+def test_ppo_refuses_observation_normalization_of_images_and_other_shapes(capsys):
+    for space, message in ((ATARI_SPACE, "norm_obs is for flat observations"),
+                           (gym.spaces.Box(0, 1, (3, 3)), "needs a flat Box observation space or images")):
+        env = gym.make("CartPole-v1")
+        env.observation_space = space
+        args = ppo.with_env_defaults(ppo.Args(norm_obs=True), env)
+        with pytest.raises(SystemExit) as stop:
+            ppo.check_args(args, env)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def ppo_run(env_id: str, tmp_path, **settings):
+    tiny = dict(num_envs=2, num_steps=32, total_timesteps=128, update_epochs=2, num_minibatches=2)
+    summary = run("ppo", env_id, tmp_path, **dict(tiny, **settings))
+    return summary, torch.load(f"{summary['run_dir']}/model.pt", weights_only=True)
+
+
+@minatar
+def test_ppo_a_few_hundred_steps_on_minatar_without_observation_normalization(tmp_path):
+    summary, model = ppo_run("MinAtar/Breakout-v1", tmp_path)
+    assert summary["global_step"] == 128 and np.isfinite(summary["eval_mean"])
+    assert not model["args"]["norm_obs"] and model["args"]["settings_row"]["row"] == "MinAtar"
+    assert model["normalizer"]["obs_rms"]["count"] == pytest.approx(1e-4), "an image went through normalization"
+    env = ppo.make_env("MinAtar/Breakout-v1", training=False)
+    args = ppo.Args(**{key: value for key, value in model["args"].items() if key != "settings_row"})
+    policy = ppo.saved_policy(model, args, env, torch.device("cpu"))
+    grids = np.stack([env.reset(seed=seed)[0] for seed in range(3)])
+    assert policy(grids).shape == (3,) and env.action_space.contains(int(policy(grids)[0]))
+    normalizer = ppo.Normalizer(GRID_SPACE.shape, 2, 0.99, norm_obs=False, norm_reward=False)
+    assert np.array_equal(normalizer.observation(grids, update=True), grids.astype(np.float32))
+
+
+@atari
+def test_ppo_a_few_hundred_steps_on_atari(tmp_path):
+    summary, model = ppo_run("ALE/Pong-v5", tmp_path, eval_episodes=0)
+    assert summary["global_step"] == 128 and model["args"]["settings_row"]["row"] == "Atari"
+    assert model["normalizer"]["obs_rms"]["count"] == pytest.approx(1e-4)
