@@ -114,12 +114,12 @@ class Watch(gym.Wrapper):
 
 def make_eval_env(module, env_id: str, video: bool) -> gym.Env:
     if not video:
-        return module.make_env(env_id)
+        return module.make_env(env_id, training=False)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control: no window
     if sys.platform == "linux" and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL; without a screen: EGL
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = module.make_env(env_id, training=False, render_mode="rgb_array")  # Atari: its wrappers
         env.reset(seed=0)
         env.render()
         return env

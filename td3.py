@@ -457,11 +457,12 @@ OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"'),
                  "MinAtar/": ("minatar.gym", "minatar")}
 
 
-def make_env(env_id: str, training: bool = True) -> gym.Env:
-    """gym.make(env_id), an Atari or MinAtar id's package registered first. Atari's frames get the
-    DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each action held for
-    4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the episode and rewards
-    are clipped to their sign, while an evaluation (training=False) plays whole games."""
+def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
+    """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
+    frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
+    action held for 4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the
+    episode and rewards are clipped to their sign, while an evaluation (training=False) plays whole
+    games."""
     prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
     if prefix and env_id not in gym.registry:
         try:
@@ -471,7 +472,7 @@ def make_env(env_id: str, training: bool = True) -> gym.Env:
         if prefix == "MinAtar/":
             module.register_envs()
     try:
-        env = gym.make(env_id, **({"frameskip": 1} if prefix == "ALE/" else {}))
+        env = gym.make(env_id, **options, **({"frameskip": 1} if prefix == "ALE/" else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
     if prefix == "ALE/":

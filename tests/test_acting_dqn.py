@@ -166,8 +166,8 @@ def watch_train(run_id: str, run_dir) -> Watch:
             q = super().forward(obs)
             return -q if self is watch.copied_into else q  # the target network prefers the worst action
 
-    def make_env(env_id, training=True):  # evaluate()'s envs (training=False) are watched by evaluate below
-        env = original["make_env"](env_id, training)
+    def make_env(env_id, training=True, **options):  # evaluate()'s envs (training=False) are watched below
+        env = original["make_env"](env_id, training, **options)
         return ActingSpy(env, watch, "train") if training else env
 
     def evaluate(policy, new_env, episodes, seed):

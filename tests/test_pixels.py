@@ -261,3 +261,24 @@ def test_ppo_a_few_hundred_steps_on_atari(tmp_path):
     summary, model = ppo_run("ALE/Pong-v5", tmp_path, eval_episodes=0)
     assert summary["global_step"] == 128 and model["args"]["settings_row"]["row"] == "Atari"
     assert model["normalizer"]["obs_rms"]["count"] == pytest.approx(1e-4)
+
+
+@atari
+def test_evaluate_py_plays_whole_atari_games_for_their_score():
+    """evaluate.py re-evaluates a model on the env of the run's own test: no clipped rewards, no end at a lost life."""
+    import evaluate
+    env = evaluate.make_eval_env(dqn, "ALE/Pong-v5", video=False)
+    assert "TransformReward" not in wrappers(env)
+    while not isinstance(env, gym.wrappers.AtariPreprocessing):
+        env = env.env
+    assert not env.terminal_on_life_loss
+
+
+@minatar
+def test_evaluate_py_reproduces_a_minatar_runs_own_test(tmp_path):
+    summary = run("dqn", "MinAtar/Breakout-v1", tmp_path, total_timesteps=300, learning_starts=100, batch_size=8,
+                  buffer_size=300, eval_episodes=3)
+    out = subprocess.run([sys.executable, "evaluate.py", summary["run_dir"] + "/model.pt", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"{summary['eval_mean']:.1f}" in out.stdout, (out.stdout, summary["eval_mean"])

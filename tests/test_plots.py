@@ -191,8 +191,8 @@ class FakeScript:
     def __init__(self, returns_from):
         self.returns_from, self.calls = returns_from, []
 
-    def make_env(self, env_id):
-        return gym.make(env_id)
+    def make_env(self, env_id, training=True, **options):
+        return gym.make(env_id, **options)
 
     def saved_policy(self, saved, args, env, device):
         return lambda obs: 0
