@@ -119,7 +119,7 @@ def make_eval_env(module, env_id: str, video: bool) -> gym.Env:
     if sys.platform == "linux" and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL; without a screen: EGL
     try:
-        env = module.make_env(env_id, training=False, render_mode="rgb_array")  # Atari: its wrappers
+        env = module.make_env(env_id, training=False, render_mode="rgb_array")  # Atari: wrapped
         env.reset(seed=0)
         env.render()
         return env

@@ -726,17 +726,17 @@ def fail(message: str):
     raise SystemExit(2)
 
 
-# The optional packages of Atari's and MinAtar's envs: {id prefix: (module, what to pip install)}
-OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"'),
-                 "MinAtar/": ("minatar.gym", "minatar")}
+# Atari's and MinAtar's envs: {id prefix: (module, pip install, gym.make's options)}. Atari acts
+# every frame (AtariPreprocessing skips); MinAtar, unlimited, stops at ale-py's cap (27k steps)
+OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}),
+                 "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
 
 
 def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
     frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
     action held for 4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the
-    episode and rewards are clipped to their sign, while an evaluation (training=False) plays whole
-    games."""
+    episode and rewards are clipped to their sign; evaluations (training=False) play whole games."""
     prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
     if prefix and env_id not in gym.registry:
         try:
@@ -746,7 +746,7 @@ def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
         if prefix == "MinAtar/":
             module.register_envs()
     try:
-        env = gym.make(env_id, **options, **({"frameskip": 1} if prefix == "ALE/" else {}))
+        env = gym.make(env_id, **options, **(OPTIONAL_ENVS[prefix][2] if prefix else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
     if prefix == "ALE/":

@@ -79,6 +79,10 @@ def test_minatar_ids_register_and_come_as_grids():
     assert isinstance(env.action_space, gym.spaces.Discrete)
     again, _ = dqn.make_env("MinAtar/Breakout-v1").reset(seed=3)
     assert np.array_equal(obs, again), "an env seed must fix the start, as the fixed test sets need"
+    # MinAtar's games have no time limit of their own: a policy that never loses must not stall an evaluation
+    for training in (True, False):
+        limited = dqn.make_env("MinAtar/Breakout-v1", training=training)
+        assert limited.spec.max_episode_steps == 27_000 and "TimeLimit" in wrappers(limited)
 
 
 def test_a_missing_optional_package_is_one_line_and_exit_status_2(monkeypatch, capsys):
@@ -178,7 +182,7 @@ def test_a_few_hundred_steps_on_minatar(name, tmp_path):
 
 
 @atari
-@pytest.mark.parametrize("name", ["dqn", "rainbow"])
+@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
 def test_a_few_hundred_steps_on_atari(name, tmp_path):
     summary = run(name, "ALE/Pong-v5", tmp_path, total_timesteps=200, learning_starts=100, batch_size=4,
                   buffer_size=200, train_frequency=4, eval_episodes=0)
