@@ -624,6 +624,28 @@ OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}
                  "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
 
 
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
 def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
     frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
@@ -642,8 +664,9 @@ def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
     if prefix == "ALE/":
-        env = gym.wrappers.AtariPreprocessing(env, terminal_on_life_loss=training)
-        env = gym.wrappers.TransformReward(env, np.sign) if training else env
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
         env = gym.wrappers.FrameStackObservation(env, 4)
     return env
 

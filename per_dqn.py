@@ -71,16 +71,17 @@ ENV_DEFAULTS = {
     "CartPole-v1": CLASSIC_CONTROL,
     "Acrobot-v1": CLASSIC_CONTROL,
     # The MinAtar paper's DQN (Young & Tian 2019): batch 32, buffer 100k, learning from 5k steps,
-    # φ' every 1k, ε 1 → 0.1 over 100k steps, the Huber loss, α 2.5e-4 (its RMSprop's; ours Adam's),
-    # constant. Ours: a gradient step every 4 steps (Nature DQN's; the paper's every step costs a
-    # CPU 3 times as long) and 1M of the paper's 5M steps (README: MinAtar)
+    # φ' every 1k, ε 1 → 0.1 over the first 100k steps (a tenth of this budget), the Huber loss,
+    # α 2.5e-4 (its RMSprop's; ours Adam's), constant. Ours: a gradient step every 4 steps (Nature
+    # DQN's; the paper's every step costs a CPU 3 times as long), 1M of its 5M steps (README:
+    # Pixels)
     "MinAtar": dict(total_timesteps=1_000_000, learning_rate=2.5e-4, anneal_lr=False,
                     buffer_size=100_000, batch_size=32, learning_starts=5_000, train_frequency=4,
                     target_network_frequency=1_000, end_e=0.1, exploration_fraction=0.1,
                     huber=True),
     # RL Zoo's Atari DQN (Nature DQN's network and Huber loss, Adam at 1e-4, φ' every 1k steps,
     # ε 1 → 0.01 over a tenth of 10M steps), but a buffer of 50k (the Zoo's 100k, Nature's 1M do not
-    # fit a laptop's memory: README: Atari) and learning from 50k steps
+    # fit a laptop's memory: README: Pixels) and learning from 50k steps
     "Atari": dict(total_timesteps=10_000_000, learning_rate=1e-4, anneal_lr=False,
                   buffer_size=50_000, batch_size=32, learning_starts=50_000, train_frequency=4,
                   target_network_frequency=1_000, end_e=0.01, exploration_fraction=0.1,
@@ -171,7 +172,7 @@ class Pixels(nn.Module):
     def __init__(self, observation_space: gym.spaces.Box, linear=nn.Linear):
         super().__init__()
         shape = observation_space.shape
-        self.channels_last = shape[-1] < 84  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
+        self.channels_last = shape[:2] == (10, 10)  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
         channels, height, width = (shape[-1], *shape[:2]) if self.channels_last else shape
         self.scale = float(observation_space.high.max())  # 255 for Atari's frames, 1 for MinAtar
         if self.channels_last:
@@ -418,9 +419,10 @@ def check_args(args: Args, env: gym.Env):
              f"{type(env.action_space).__name__} "
              "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
     observations = env.observation_space
-    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) in (1, 3)):
-        fail(f"{SCRIPT}.py needs a flat Box observation space or images (channels, height, "
-             f"width), and {args.env_id} has {observations}")
+    shape = observations.shape if isinstance(observations, gym.spaces.Box) else None
+    if not shape or not (len(shape) == 1 or shape == (4, 84, 84) or shape[:2] == (10, 10)):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, Atari's frames (4, 84, 84) or "
+             f"MinAtar's grids (10, 10, C), and {args.env_id} has {observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
@@ -508,6 +510,28 @@ OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}
                  "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
 
 
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
 def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
     frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
@@ -526,8 +550,9 @@ def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
     if prefix == "ALE/":
-        env = gym.wrappers.AtariPreprocessing(env, terminal_on_life_loss=training)
-        env = gym.wrappers.TransformReward(env, np.sign) if training else env
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
         env = gym.wrappers.FrameStackObservation(env, 4)
     return env
 

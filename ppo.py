@@ -186,7 +186,7 @@ class Pixels(nn.Module):
     def __init__(self, observation_space: gym.spaces.Box, linear=nn.Linear):
         super().__init__()
         shape = observation_space.shape
-        self.channels_last = shape[-1] < 84  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
+        self.channels_last = shape[:2] == (10, 10)  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
         channels, height, width = (shape[-1], *shape[:2]) if self.channels_last else shape
         self.scale = float(observation_space.high.max())  # 255 for Atari's frames, 1 for MinAtar
         if self.channels_last:
@@ -595,9 +595,10 @@ def check_args(args: Args, env: gym.Env):
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
     observations = env.observation_space
-    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) in (1, 3)):
-        fail(f"{SCRIPT}.py needs a flat Box observation space or images (channels, height, "
-             f"width), and {args.env_id} has {observations}")
+    shape = observations.shape if isinstance(observations, gym.spaces.Box) else None
+    if not shape or not (len(shape) == 1 or shape == (4, 84, 84) or shape[:2] == (10, 10)):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, Atari's frames (4, 84, 84) or "
+             f"MinAtar's grids (10, 10, C), and {args.env_id} has {observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
@@ -705,6 +706,28 @@ OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}
                  "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
 
 
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
 def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
     frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
@@ -723,8 +746,9 @@ def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
     if prefix == "ALE/":
-        env = gym.wrappers.AtariPreprocessing(env, terminal_on_life_loss=training)
-        env = gym.wrappers.TransformReward(env, np.sign) if training else env
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
         env = gym.wrappers.FrameStackObservation(env, 4)
     return env
 

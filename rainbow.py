@@ -93,8 +93,9 @@ import tyro
 # --v-max); the resolved values are printed at the start and written to args.json. Not tuned:
 # the support brackets every discounted return the env can give at γ = 0.99.
 # DQN's settings on classic control (dqn.py: ours, README: how the defaults were chosen)
-CLASSIC_CONTROL = dict(learning_rate=1e-3, anneal_lr=True, buffer_size=50_000, batch_size=256,
-                       learning_starts=1_000, train_frequency=4, target_network_frequency=250)
+CLASSIC_CONTROL = dict(learning_rate=1e-3, adam_eps=1e-8, anneal_lr=True, buffer_size=50_000,
+                       batch_size=256, learning_starts=1_000, train_frequency=4,
+                       target_network_frequency=250)
 ENV_DEFAULTS = {
     # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100];
     # total_timesteps: ours (README: how the defaults were chosen)
@@ -102,19 +103,19 @@ ENV_DEFAULTS = {
     # −1 a step until the goal: returns lie in [−1 / (1 − γ), 0] = [−100, 0];
     # total_timesteps: RL Zoo (its budget for DQN on Acrobot-v1)
     "Acrobot-v1": dict(total_timesteps=100_000, v_min=-100.0, v_max=0.0, **CLASSIC_CONTROL),
-    # Rainbow on MinAtar by Obando-Ceron and Castro ("Revisiting Rainbow", 2021): Adam at 1e-4,
-    # buffer 100k, batch 32, learning from 1k steps, a gradient step every 4 steps, φ' every 1k,
-    # atoms on [−100, 100]. Budget ours: 1M of their 10M steps
+    # Rainbow on MinAtar by Obando-Ceron and Castro ("Revisiting Rainbow", 2021): Adam at 1e-4 with
+    # ε 3.125e-4, buffer 100k, batch 32, learning from 1k steps, a gradient step every 4 steps, φ'
+    # every 1k, atoms on [−100, 100]. Budget ours: 1M of their 10M steps
     "MinAtar": dict(total_timesteps=1_000_000, v_min=-100.0, v_max=100.0, learning_rate=1e-4,
-                    anneal_lr=False, buffer_size=100_000, batch_size=32, learning_starts=1_000,
-                    train_frequency=4, target_network_frequency=1_000),
-    # The Rainbow paper's Atari settings (its Table 1): Adam at 6.25e-5, batch 32, learning from
-    # 80k frames (20k steps), a gradient step every 4 steps, φ' every 32k frames (8k steps), rewards
-    # clipped to [−1, 1] and atoms on [−10, 10]; but a buffer of 50k, not 1M (memory: README:
-    # Atari), and 10M steps, not 50M
+                    adam_eps=3.125e-4, anneal_lr=False, buffer_size=100_000, batch_size=32,
+                    learning_starts=1_000, train_frequency=4, target_network_frequency=1_000),
+    # The Rainbow paper's Atari settings (its Table 1): Adam at 6.25e-5 with ε 1.5e-4, batch 32,
+    # learning from 80k frames (20k steps), a gradient step every 4 steps, φ' every 32k frames (8k
+    # steps), rewards clipped to [−1, 1], atoms on [−10, 10]; but a buffer of 50k, not 1M (memory:
+    # README: Pixels), and 10M steps, not 50M
     "Atari": dict(total_timesteps=10_000_000, v_min=-10.0, v_max=10.0, learning_rate=6.25e-5,
-                  anneal_lr=False, buffer_size=50_000, batch_size=32, learning_starts=20_000,
-                  train_frequency=4, target_network_frequency=8_000),
+                  adam_eps=1.5e-4, anneal_lr=False, buffer_size=50_000, batch_size=32,
+                  learning_starts=20_000, train_frequency=4, target_network_frequency=8_000),
 }
 SHARED_ROWS = {"MinAtar": ("MinAtar/",), "Atari": ("ALE/",)}
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1"}
@@ -149,6 +150,8 @@ class Args:
 
     learning_rate: float = None
     """Adam step size α (per-env default: ENV_DEFAULTS; decays linearly to 0 when anneal_lr)"""
+    adam_eps: float = None
+    """Adam's ε, added to the root of its second moment (per-env default: ENV_DEFAULTS)"""
     anneal_lr: bool = None
     """decay the learning rate linearly to 0, so the last network (the one evaluated) settles
     (per-env default: ENV_DEFAULTS)"""
@@ -260,7 +263,7 @@ class Pixels(nn.Module):
     def __init__(self, observation_space: gym.spaces.Box, linear=nn.Linear):
         super().__init__()
         shape = observation_space.shape
-        self.channels_last = shape[-1] < 84  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
+        self.channels_last = shape[:2] == (10, 10)  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
         channels, height, width = (shape[-1], *shape[:2]) if self.channels_last else shape
         self.scale = float(observation_space.high.max())  # 255 for Atari's frames, 1 for MinAtar
         if self.channels_last:
@@ -292,7 +295,8 @@ def torso(observation_space: gym.spaces.Box, hidden_size: int, linear=nn.Linear)
 class QNetwork(nn.Module):
     """Q_φ(s, ·): one output per action, or with C51 (`support` given) num_atoms logits per action
     whose softmax is a distribution over the atoms z_i of the support. A dueling head (RAINBOW-2)
-    and noisy layers (RAINBOW-6) are switches; all off, it is DQN's network."""
+    and noisy layers (RAINBOW-6) are switches; all off, it is DQN's network. The dueling streams
+    share the torso's last layer (the papers give each stream 512 units of its own on images)."""
 
     def __init__(self, observation_space: gym.spaces.Box, n_actions: int, hidden_size: int, *,
                  support: torch.Tensor = None, dueling: bool = False, noisy: bool = False,
@@ -568,7 +572,8 @@ def train(args: Args) -> dict:
     q_network = make_q_network(args, observations, n_actions).to(device)
     target_network = make_q_network(args, observations, n_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps,
+                                 fused=True)
     alpha = args.per_alpha if args.per else 0.0  # RAINBOW-3; --no-per: α = 0, uniform replay
     buffer = PrioritizedReplayBuffer(args.buffer_size, observations, alpha, args.per_eps)
     n_step = NStepWindow(args.n_step, args.gamma)  # RAINBOW-4
@@ -637,12 +642,14 @@ def check_args(args: Args, env: gym.Env):
              f"{type(env.action_space).__name__} "
              "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
     observations = env.observation_space
-    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) in (1, 3)):
-        fail(f"{SCRIPT}.py needs a flat Box observation space or images (channels, height, "
-             f"width), and {args.env_id} has {observations}")
+    shape = observations.shape if isinstance(observations, gym.spaces.Box) else None
+    if not shape or not (len(shape) == 1 or shape == (4, 84, 84) or shape[:2] == (10, 10)):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, Atari's frames (4, 84, 84) or "
+             f"MinAtar's grids (10, 10, C), and {args.env_id} has {observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
+        (args.adam_eps <= 0, "adam_eps must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (min(args.buffer_size, args.batch_size) <= 0, "buffer_size and batch_size must be > 0"),
         (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
@@ -732,6 +739,28 @@ OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}
                  "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
 
 
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
 def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
     frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
@@ -750,8 +779,9 @@ def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
     if prefix == "ALE/":
-        env = gym.wrappers.AtariPreprocessing(env, terminal_on_life_loss=training)
-        env = gym.wrappers.TransformReward(env, np.sign) if training else env
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
         env = gym.wrappers.FrameStackObservation(env, 4)
     return env
 

@@ -48,14 +48,45 @@ def test_atari_frames_are_preprocessed_and_only_training_clips_rewards_and_ends_
     assert train.observation_space.shape == (4, 84, 84) and train.observation_space.dtype == np.uint8
     assert test.observation_space == train.observation_space
     assert "TransformReward" in wrappers(train) and "TransformReward" not in wrappers(test)
+    assert "LifeLossEnds" in wrappers(train) and "LifeLossEnds" not in wrappers(test)
     by_name = {}
     for name, env in (("train", train), ("test", test)):
         while not isinstance(env, gym.wrappers.AtariPreprocessing):
             env = env.env
         by_name[name] = env
-    assert by_name["train"].terminal_on_life_loss and not by_name["test"].terminal_on_life_loss
+    assert not by_name["train"].terminal_on_life_loss, "gymnasium's own flag would restart the game at each life"
     assert by_name["train"].frame_skip == 4 and by_name["train"].noop_max == 30
     assert by_name["train"].env.unwrapped._frameskip == 1, "the base env must not skip frames: the wrapper does"
+
+
+def play_until_an_end(env, rng, limit=20_000):
+    """Random actions until the episode ends: (terminated, lives then, the ALE's own game-over flag)."""
+    for _ in range(limit):
+        _, _, terminated, truncated, info = env.step(rng.integers(env.action_space.n))
+        if terminated or truncated:
+            return terminated, info["lives"], env.unwrapped.ale.game_over()
+    raise AssertionError(f"no end within {limit} steps")
+
+
+@atari
+def test_a_lost_life_ends_the_training_episode_but_the_game_goes_on():
+    """DQN's life-loss episodes: in training each lost life ends the episode (terminated, for the target), but
+    reset() carries on with the same game, the lives one fewer, until the last life is gone; only then does a new
+    game start. An evaluation plays the whole game as one episode."""
+    rng = np.random.default_rng(0)
+    env = dqn.make_env("ALE/Breakout-v5")
+    env.reset(seed=0)
+    lives = []
+    for _ in range(5):
+        terminated, left, game_over = play_until_an_end(env, rng)
+        assert terminated
+        lives.append(left)
+        _, info = env.reset()
+        assert info["lives"] == (left if left else 5), "a lost life restarted the game" if left else "no new game"
+    assert lives == [4, 3, 2, 1, 0] and game_over
+    test = dqn.make_env("ALE/Breakout-v5", training=False)
+    test.reset(seed=0)
+    assert play_until_an_end(test, rng)[1:] == (0, True), "an evaluation ended before the game was over"
 
 
 @atari
@@ -229,7 +260,8 @@ def test_ppo_reads_images_with_pixels_and_an_orthogonal_head_and_flat_observatio
 
 def test_ppo_refuses_observation_normalization_of_images_and_other_shapes(capsys):
     for space, message in ((ATARI_SPACE, "norm_obs is for flat observations"),
-                           (gym.spaces.Box(0, 1, (3, 3)), "needs a flat Box observation space or images")):
+                           (gym.spaces.Box(0, 1, (3, 3)), "needs a flat Box observation space, Atari's frames"),
+                           (gym.spaces.Box(0, 255, (3, 64, 64), np.uint8), "or MinAtar's grids (10, 10, C)")):
         env = gym.make("CartPole-v1")
         env.observation_space = space
         args = ppo.with_env_defaults(ppo.Args(norm_obs=True), env)
@@ -237,6 +269,19 @@ def test_ppo_refuses_observation_normalization_of_images_and_other_shapes(capsys
             ppo.check_args(args, env)
         err = capsys.readouterr().err.strip().splitlines()
         assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("name", PIXEL_SCRIPTS)
+def test_images_other_than_atari_frames_and_minatar_grids_are_refused_in_one_line(name, capsys):
+    """The torso knows two kinds of image: Atari's stacked frames and MinAtar's grids. Any other image (here
+    64×64 RGB, channels first) is refused with one line and exit status 2, not guessed at."""
+    module = importlib.import_module(name)
+    env = gym.make("CartPole-v1")
+    env.observation_space = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
+    with pytest.raises(SystemExit) as stop:
+        module.check_args(module.with_env_defaults(module.Args(), env), env)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "MinAtar's grids (10, 10, C)" in err[0], err
 
 
 def ppo_run(env_id: str, tmp_path, **settings):
@@ -272,10 +317,7 @@ def test_evaluate_py_plays_whole_atari_games_for_their_score():
     """evaluate.py re-evaluates a model on the env of the run's own test: no clipped rewards, no end at a lost life."""
     import evaluate
     env = evaluate.make_eval_env(dqn, "ALE/Pong-v5", video=False)
-    assert "TransformReward" not in wrappers(env)
-    while not isinstance(env, gym.wrappers.AtariPreprocessing):
-        env = env.env
-    assert not env.terminal_on_life_loss
+    assert "TransformReward" not in wrappers(env) and "LifeLossEnds" not in wrappers(env)
 
 
 @minatar
@@ -286,3 +328,23 @@ def test_evaluate_py_reproduces_a_minatar_runs_own_test(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"{summary['eval_mean']:.1f}" in out.stdout, (out.stdout, summary["eval_mean"])
+
+
+@minatar
+def test_evaluate_py_films_a_minatar_game(tmp_path):
+    """--capture-video on MinAtar: its frames are floats in [0, 1], one pixel a cell; the GIF gets 8-bit frames
+    of 200×200 pixels, each cell a block of 20×20."""
+    import evaluate
+    from PIL import Image
+    grid = np.zeros((10, 10, 3))
+    grid[2, 3] = (1.0, 0.5, 0.0)
+    frame = evaluate.picture(grid)
+    assert frame.dtype == np.uint8 and frame.shape == (200, 200, 3)
+    assert (frame[40:60, 60:80] == (255, 128, 0)).all() and not frame[:40].any()
+    summary = run("dqn", "MinAtar/Breakout-v1", tmp_path, total_timesteps=300, learning_starts=100, batch_size=8,
+                  buffer_size=300, eval_episodes=1)
+    out = subprocess.run([sys.executable, "evaluate.py", summary["run_dir"] + "/model.pt", "--out", str(tmp_path / "eval"),
+                          "--episodes", "1", "--capture-video"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    gifs = list((tmp_path / "eval").rglob("*.gif"))
+    assert len(gifs) == 1 and Image.open(gifs[0]).size == (200, 200)
