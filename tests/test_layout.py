@@ -70,7 +70,8 @@ def test_train_is_short(name):
     tree = ast.parse(source(name))
     train = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train")
     lines = [line for line in source(name).splitlines()[train.lineno - 1:train.end_lineno] if line.strip()]
-    limit = 64 if name in SHORT_TRAIN else 100  # 60, issue 27's curve (rainbow: 3 lines), greedy of a batch
+    # 60, issue 27's curve (rainbow: 3 lines), greedy of a batch; rainbow one more for Adam's ε (issue 29)
+    limit = (65 if name == "rainbow" else 64) if name in SHORT_TRAIN else 100
     assert len(lines) <= limit, f"train() of {name}.py has {len(lines)} lines, more than {limit}"
 
 
