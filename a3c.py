@@ -46,6 +46,7 @@ Run:
 
 import contextlib
 import csv
+import importlib
 import json
 import math
 import os
@@ -449,7 +450,7 @@ def worker(rank: int, args: Args, actor: nn.Module, critic: nn.Module, optimizer
     seed_everything(seed, args)
     # One plain environment (no vector env, so no autoreset): when an episode ends, next_obs is its
     # real final observation, and the worker itself resets the env before its next rollout.
-    env = gym.make(args.env_id)
+    env = make_env(args.env_id)
     local_actor, local_critic = make_networks(env, args)
     global_parameters = list(actor.parameters()) + list(critic.parameters())
     local_parameters = list(local_actor.parameters()) + list(local_critic.parameters())
@@ -734,12 +735,14 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
     """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
-    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
-    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
-    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
-    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo", and a
+    namespace such as "ALE/" stands for each of its envs), else the row of the tuned env with the
+    same kind of action space (TUNED_ON), with a warning. Print the values filled in, but those in
+    `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper, ALE/Pong-v5 → ALE/Pong
+    namespace = task[:task.find("/") + 1] or None  # ALE/Pong → ALE/, Hopper → None
     rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
-    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks or namespace in tasks]
     rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
     row = rows[0] if rows else None
     tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
@@ -777,11 +780,57 @@ def fail(message: str):
     raise SystemExit(2)
 
 
-def make_env(env_id: str) -> gym.Env:
+# Atari's and MinAtar's envs: {id prefix: (module, pip install, gym.make's options)}. Atari acts
+# every frame (AtariPreprocessing skips); MinAtar, unlimited, stops at ale-py's cap (27k steps)
+OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}),
+                 "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
+
+
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
+def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
+    """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
+    frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
+    action held for 4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the
+    episode and rewards are clipped to their sign; evaluations (training=False) play whole games."""
+    prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
+    if prefix and env_id not in gym.registry:
+        try:
+            module = importlib.import_module(OPTIONAL_ENVS[prefix][0])  # ale_py: its envs register
+        except ImportError:
+            fail(f"{env_id} needs an optional package: pip install {OPTIONAL_ENVS[prefix][1]}")
+        if prefix == "MinAtar/":
+            module.register_envs()
     try:
-        return gym.make(env_id)
+        env = gym.make(env_id, **options, **(OPTIONAL_ENVS[prefix][2] if prefix else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+    if prefix == "ALE/":
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    return env
 
 
 def seed_everything(seed: int, args):
@@ -891,8 +940,9 @@ class Run(Logs, contextlib.AbstractContextManager):
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         evaluation_settings(args, total_steps)
         self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
-        self.make_test_env = lambda: gym.make(args.env_id)  # evaluate()'s envs
-        name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.make_test_env = lambda: make_env(args.env_id, training=False)  # evaluate()'s envs
+        env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5 → ALE-Pong-v5: one folder, not two
+        name = f"{args.run_dir}/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
         os.makedirs(self.dir)

@@ -105,21 +105,31 @@ class Watch(gym.Wrapper):
 
     def save_gif(self, path: str):
         from PIL import Image  # Pillow comes with matplotlib
-        images = [Image.fromarray(frame) for frame in self.frames]
+        images = [Image.fromarray(picture(frame)) for frame in self.frames]
         fps = self.env.metadata.get("render_fps", 30)
         images[0].save(path + ".tmp", format="GIF", save_all=True, append_images=images[1:],
                        duration=round(1000 / fps), loop=0)
         os.replace(path + ".tmp", path)
 
 
+def picture(frame: np.ndarray) -> np.ndarray:
+    """A frame as 8-bit RGB, a small one scaled up: MinAtar draws its 10×10 grid in floats in
+    [0, 1], one pixel a cell, which becomes 200×200 here (classic control, MuJoCo and Atari draw
+    bytes at a size that stays as it is)."""
+    if frame.dtype != np.uint8:
+        frame = (np.clip(frame, 0.0, 1.0) * 255).round().astype(np.uint8)
+    scale = max(1, 200 // min(frame.shape[:2]))
+    return frame.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
 def make_eval_env(module, env_id: str, video: bool) -> gym.Env:
     if not video:
-        return module.make_env(env_id)
+        return module.make_env(env_id, training=False)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control: no window
     if sys.platform == "linux" and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws with OpenGL; without a screen: EGL
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = module.make_env(env_id, training=False, render_mode="rgb_array")  # Atari: wrapped
         env.reset(seed=0)
         env.render()
         return env

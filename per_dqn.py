@@ -27,14 +27,20 @@ Reading order: the settings (Args), the network, the buffer and the update, then
 that calls them step by step. Everything under "Bookkeeping" at the bottom (the run folder, logs,
 errors, evaluation, Ctrl-C) can be skipped on a first reading.
 
+The Q-network reads flat observations with two hidden layers, and images (MinAtar's grids, Atari's
+frames) with the convolutional torso of Pixels. The settings come per env from ENV_DEFAULTS.
+
 Run:
   python per_dqn.py                          # CartPole-v1, 100k steps
   python per_dqn.py --env-id Acrobot-v1 --seed 2
+  python per_dqn.py --env-id MinAtar/Breakout-v1 # pip install minatar
+  python per_dqn.py --env-id ALE/Pong-v5  # pip install "gymnasium[atari,other]"; a GPU: --cuda
   python per_dqn.py --help
 """
 
 import contextlib
 import csv
+import importlib
 import json
 import math
 import os
@@ -43,7 +49,7 @@ import random
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -53,14 +59,46 @@ import torch.nn.functional as F
 import tyro
 
 
+# The settings that differ between envs (None in Args): each run takes its values from this table,
+# the env's own row, or the row its task shares (SHARED_ROWS: every MinAtar game takes "MinAtar",
+# every Atari game "Atari"), or else, with a warning, the row of the tuned env (TUNED_ON).
+# ours (README: how the defaults were chosen), one row for CartPole-v1 and Acrobot-v1
+CLASSIC_CONTROL = dict(
+    total_timesteps=100_000, learning_rate=1e-3, anneal_lr=True, buffer_size=50_000,
+    batch_size=256, learning_starts=1_000, train_frequency=4, target_network_frequency=250,
+    end_e=0.05, exploration_fraction=0.25, huber=False)
+ENV_DEFAULTS = {
+    "CartPole-v1": CLASSIC_CONTROL,
+    "Acrobot-v1": CLASSIC_CONTROL,
+    # The MinAtar paper's DQN (Young & Tian 2019): batch 32, buffer 100k, learning from 5k steps,
+    # φ' every 1k, ε 1 → 0.1 over the first 100k steps (a tenth of this budget), the Huber loss,
+    # α 2.5e-4 (its RMSprop's; ours Adam's), constant. Ours: a gradient step every 4 steps (Nature
+    # DQN's; the paper's every step costs a CPU 3 times as long), 1M of its 5M steps (README:
+    # Pixels)
+    "MinAtar": dict(total_timesteps=1_000_000, learning_rate=2.5e-4, anneal_lr=False,
+                    buffer_size=100_000, batch_size=32, learning_starts=5_000, train_frequency=4,
+                    target_network_frequency=1_000, end_e=0.1, exploration_fraction=0.1,
+                    huber=True),
+    # RL Zoo's Atari DQN (Nature DQN's network and Huber loss, Adam at 1e-4, φ' every 1k steps,
+    # ε 1 → 0.01 over a tenth of 10M steps), but a buffer of 50k (the Zoo's 100k, Nature's 1M do not
+    # fit a laptop's memory: README: Pixels) and learning from 50k steps
+    "Atari": dict(total_timesteps=10_000_000, learning_rate=1e-4, anneal_lr=False,
+                  buffer_size=50_000, batch_size=32, learning_starts=50_000, train_frequency=4,
+                  target_network_frequency=1_000, end_e=0.01, exploration_fraction=0.1,
+                  huber=True),
+}
+SHARED_ROWS = {"MinAtar": ("MinAtar/",), "Atari": ("ALE/",)}
+TUNED_ON = {gym.spaces.Discrete: "CartPole-v1"}
+
+
 @dataclass
 class Args:
     env_id: str = "CartPole-v1"
-    """Gymnasium environment id (Discrete actions, flat Box observations)"""
+    """Gymnasium environment id (Discrete actions; flat Box or image observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
-    total_timesteps: int = 100_000  # ours (README: how the defaults were chosen)
-    """environment steps to train for"""
+    total_timesteps: int = None
+    """environment steps to train for (per-env default: ENV_DEFAULTS)"""
     cuda: bool = True
     """use CUDA when it is available"""
     torch_deterministic: bool = True
@@ -80,56 +118,99 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
-    learning_rate: float = 1e-3
-    """Adam step size α (decays linearly to 0 when anneal_lr)"""
-    anneal_lr: bool = True  # ours (README: how the defaults were chosen)
-    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles"""
-    buffer_size: int = 50_000
-    """capacity of the replay buffer B"""
+    learning_rate: float = None
+    """Adam step size α (per-env default: ENV_DEFAULTS; decays linearly to 0 when anneal_lr)"""
+    anneal_lr: bool = None
+    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles
+    (per-env default: ENV_DEFAULTS)"""
+    buffer_size: int = None
+    """capacity of the replay buffer B (per-env default: ENV_DEFAULTS)"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 256  # ours (README: how the defaults were chosen)
-    """transitions per mini-batch (DQN-2)"""
+    batch_size: int = None
+    """transitions per mini-batch (DQN-2) (per-env default: ENV_DEFAULTS)"""
     hidden_size: int = 256  # ours (README: how the defaults were chosen)
-    """units in each of the two hidden layers"""
-    learning_starts: int = 1_000
-    """environment steps of random play before learning starts"""
-    train_frequency: int = 4  # ours (README: how the defaults were chosen)
-    """environment steps between two gradient steps"""
-    target_network_frequency: int = 250
-    """environment steps between two copies of φ into φ' (DQN-5)"""
+    """units in each of the two hidden layers, for flat observations (images: Pixels)"""
+    learning_starts: int = None
+    """environment steps of random play before learning starts (per-env default: ENV_DEFAULTS)"""
+    train_frequency: int = None
+    """environment steps between two gradient steps (per-env default: ENV_DEFAULTS)"""
+    target_network_frequency: int = None
+    """environment steps between two copies of φ into φ' (DQN-5) (per-env default: ENV_DEFAULTS)"""
     start_e: float = 1.0
     """ε at the start of training"""
-    end_e: float = 0.05
-    """ε after the decay (its floor)"""
-    exploration_fraction: float = 0.25  # ours (README: how the defaults were chosen)
-    """fraction of total_timesteps over which ε decays linearly from start_e to end_e"""
+    end_e: float = None
+    """ε after the decay (its floor) (per-env default: ENV_DEFAULTS)"""
+    exploration_fraction: float = None
+    """fraction of total_timesteps over which ε decays linearly from start_e to end_e (per-env
+    default: ENV_DEFAULTS)"""
     per_alpha: float = 0.6
     """priority exponent α of PER-2 (0: uniform sampling, 1: fully proportional to |δ| + ε)"""
     per_beta_start: float = 0.4
     """importance-weight exponent β at the start; it grows linearly to 1 over training (PER-3)"""
     per_eps: float = 1e-6
     """ε added to |δ| in PER-5, so that no transition gets priority 0 and is never replayed again"""
+    huber: bool = None
+    """the Huber loss (the Nature paper's clipped error) instead of the squared error (per-env
+    default: ENV_DEFAULTS)"""
     log_frequency: int = 500
     """environment steps between two rows of metrics.csv"""
+    settings_row: tyro.conf.Suppress[dict | None] = None
+    """not a setting: the row of ENV_DEFAULTS that the per-env settings came from, as args.json
+    records it: {"row", "tuned_on", "borrowed"} (with_env_defaults fills it in)"""
 
 
 # --------------------------------------------------------------------------------------------------
 # The Q-network, the replay buffer and the update
 # --------------------------------------------------------------------------------------------------
+class Pixels(nn.Module):
+    """The torso for images. Atari's stacks of 4 frames of 84×84 (channels first) take the Nature
+    DQN's layers (Mnih et al. 2015: three convolutions, then 512 units); MinAtar's 10×10 grids of C
+    channels (channels last, moved first here) the MinAtar paper's (Young & Tian 2019: one 3×3
+    convolution with 16 channels, then 128 units). The pixels are scaled to [0, 1] first."""
+
+    def __init__(self, observation_space: gym.spaces.Box, linear=nn.Linear):
+        super().__init__()
+        shape = observation_space.shape
+        self.channels_last = shape[:2] == (10, 10)  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
+        channels, height, width = (shape[-1], *shape[:2]) if self.channels_last else shape
+        self.scale = float(observation_space.high.max())  # 255 for Atari's frames, 1 for MinAtar
+        if self.channels_last:
+            convs, self.features = [nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU()], 128
+        else:
+            convs, self.features = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
+                                    nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                                    nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()], 512
+        self.convs = nn.Sequential(*convs, nn.Flatten(-3))  # one image or a batch of them
+        flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.fc = nn.Sequential(linear(flat, self.features), nn.ReLU())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.movedim(-1, -3) if self.channels_last else obs  # (…, H, W, C) → (…, C, H, W)
+        return self.fc(self.convs(obs / self.scale))
+
+
+def torso(observation_space: gym.spaces.Box, hidden_size: int, linear=nn.Linear):
+    """The layers before the output head, and their width: Pixels for images, else two hidden
+    layers of hidden_size ReLU units."""
+    if len(observation_space.shape) == 3:
+        pixels = Pixels(observation_space, linear)
+        return pixels, pixels.features
+    layers = nn.Sequential(linear(observation_space.shape[0], hidden_size), nn.ReLU(),
+                           linear(hidden_size, hidden_size), nn.ReLU())
+    return layers, hidden_size
+
+
 class QNetwork(nn.Module):
     """Q_φ(s, ·): one output per action."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int):
+    def __init__(self, observation_space: gym.spaces.Box, n_actions: int, hidden_size: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(obs_dim, hidden_size), nn.ReLU(),
-            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
-            nn.Linear(hidden_size, n_actions),
-        )
+        self.torso, features = torso(observation_space, hidden_size)
+        self.head = nn.Linear(features, n_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
+        return self.head(self.torso(obs))
 
 
 class SumTree:
@@ -186,11 +267,12 @@ class SumTree:
 
 class PrioritizedReplayBuffer:
     """Replay buffer B with proportional priorities, preallocated in numpy; the oldest transitions
-    are overwritten (their leaves in the sum tree too)."""
+    are overwritten (their leaves in the sum tree too). Observations keep their own type: an
+    image's uint8 takes a quarter of float32's memory."""
 
-    def __init__(self, capacity: int, obs_dim: int, alpha: float, eps: float):
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+    def __init__(self, capacity: int, observation_space: gym.spaces.Box, alpha: float, eps: float):
+        shape, dtype = (capacity, *observation_space.shape), observation_space.dtype
+        self.obs, self.next_obs = np.zeros(shape, dtype), np.zeros(shape, dtype)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         # 1 only when the MDP ended; a time limit (truncation) stores 0: the target bootstraps there
@@ -243,16 +325,17 @@ def td_target(target_network, rewards, next_obs, terminated, gamma):
     return rewards + gamma * (1.0 - terminated) * next_q
 
 
-def update(q_network, target_network, optimizer, batch, weights, gamma: float):
+def update(q_network, target_network, optimizer, batch, weights, gamma: float, huber: bool):
     """DQN-3 and PER-4 on one mini-batch with importance weights w_i; returns the loss, Q_φ(s, a)
     and the TD errors δ = y − Q_φ(s, a), the new priorities' source (PER-5)."""
     obs, actions, rewards, next_obs, terminated = batch
     y = td_target(target_network, rewards, next_obs, terminated, gamma)
-    # PER-4: gradient step on the squared error between Q_φ(s, a) and y, weighted by w_i. The
-    # Nature paper clips the error's gradient at 1 (the Huber loss); on CartPole-v1, whose values
-    # reach 100, DQN did better without it (README: how the defaults were chosen).
+    # PER-4: gradient step on the error between Q_φ(s, a) and y, weighted by w_i. The Nature paper
+    # clips the error's gradient at 1 (the Huber loss); on CartPole-v1, whose values reach 100, DQN
+    # did better with the squared error (README: how the defaults were chosen).
     q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-    loss = (weights * F.mse_loss(q_values, y, reduction="none")).mean()
+    error = F.huber_loss if huber else F.mse_loss
+    loss = (weights * error(q_values, y, reduction="none")).mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -264,17 +347,19 @@ def update(q_network, target_network, optimizer, batch, weights, gamma: float):
 # --------------------------------------------------------------------------------------------------
 def train(args: Args) -> dict:
     env = make_env(args.env_id)
+    args = with_env_defaults(args, env)
     check_args(args, env)
     seed_everything(args.seed, args)
     rng = np.random.default_rng(args.seed)  # ε draws and mini-batch indices
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
-    target_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
+    observations, n_actions = env.observation_space, int(env.action_space.n)
+    q_network = QNetwork(observations, n_actions, args.hidden_size).to(device)
+    target_network = QNetwork(observations, n_actions, args.hidden_size).to(device)
     target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
-    buffer = PrioritizedReplayBuffer(args.buffer_size, obs_dim, args.per_alpha, args.per_eps)
+    buffer = PrioritizedReplayBuffer(args.buffer_size, observations, args.per_alpha,
+                                     args.per_eps)
     exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))
 
     @torch.no_grad()
@@ -311,7 +396,7 @@ def train(args: Args) -> dict:
                 *batch, weights, idx = buffer.sample(args.batch_size, beta, rng, device)
                 # DQN-3 and PER-4: targets from φ', one weighted gradient step towards them
                 td_loss, q_values, td_errors = update(q_network, target_network, optimizer, batch,
-                                                      weights, args.gamma)
+                                                      weights, args.gamma, args.huber)
                 # PER-5: the new TD errors become the sampled transitions' priorities
                 buffer.update_priorities(idx, td_errors.cpu().numpy())
                 if global_step % args.log_frequency == 0:
@@ -334,9 +419,10 @@ def check_args(args: Args, env: gym.Env):
              f"{type(env.action_space).__name__} "
              "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
     observations = env.observation_space
-    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
-             f"{observations}")
+    shape = observations.shape if isinstance(observations, gym.spaces.Box) else None
+    if not shape or not (len(shape) == 1 or shape == (4, 84, 84) or shape[:2] == (10, 10)):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, Atari's frames (4, 84, 84) or "
+             f"MinAtar's grids (10, 10, C), and {args.env_id} has {observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
@@ -364,16 +450,48 @@ def check_args(args: Args, env: gym.Env):
 
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The greedy policy of the Q-network in a model.pt."""
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_network = QNetwork(obs_dim, n_actions, args.hidden_size).to(device)
+    n_actions = int(env.action_space.n)
+    q_network = QNetwork(env.observation_space, n_actions, args.hidden_size).to(device)
     q_network.load_state_dict(saved["q_network"])
     return lambda obs: q_network(torch.as_tensor(obs, dtype=torch.float32,
                                                  device=device)).argmax(-1).cpu().numpy()
 
 
+def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
+    """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo", and a
+    namespace such as "ALE/" stands for each of its envs), else the row of the tuned env with the
+    same kind of action space (TUNED_ON), with a warning. Print the values filled in, but those in
+    `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper, ALE/Pong-v5 → ALE/Pong
+    namespace = task[:task.find("/") + 1] or None  # ALE/Pong → ALE/, Hopper → None
+    rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks or namespace in tasks]
+    rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
+    row = rows[0] if rows else None
+    tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
+    borrowed = row not in (args.env_id, None) and row not in SHARED_ROWS
+    if borrowed and args.settings_row is None:  # once: parse_command_line records the row
+        print(f"warning: {args.env_id} has no row in ENV_DEFAULTS: its per-env defaults come from "
+              f"the row {row}, tuned on {tuned_on}, not on {args.env_id}")
+    filled = {key: value for key, value in ENV_DEFAULTS.get(row, {}).items()
+              if getattr(args, key) is None}
+    shown = ", ".join(f"{key}={value}" for key, value in filled.items() if key not in quiet)
+    if shown:
+        print(f"defaults for {row}: {shown}")
+    record = dict(row=row, tuned_on=tuned_on, borrowed=borrowed)
+    return replace(args, **filled, settings_row=record)
+
+
 def parse_command_line() -> Args:
-    """Args from the command line (this script has no per-env defaults to fill in first)."""
-    return tyro.cli(Args)
+    """Args from the command line, the row of --env-id in ENV_DEFAULTS filled in first: --help shows
+    the values a run would use, and the settings the command line gives are not shown as defaults.
+    """
+    argv = [part for token in sys.argv[1:] for part in token.split("=", 1)]
+    env_id = next((value for flag, value in zip(argv, argv[1:]) if flag == "--env-id"), Args.env_id)
+    given = {flag[2:].removeprefix("no-").replace("-", "_") for flag in argv if flag[:2] == "--"}
+    defaults = with_env_defaults(Args(env_id=env_id), make_env(env_id), quiet=given)
+    return tyro.cli(Args, default=defaults)
 
 
 # From here to the end, every script of this repository has the same lines (a test checks it). ---
@@ -386,11 +504,57 @@ def fail(message: str):
     raise SystemExit(2)
 
 
-def make_env(env_id: str) -> gym.Env:
+# Atari's and MinAtar's envs: {id prefix: (module, pip install, gym.make's options)}. Atari acts
+# every frame (AtariPreprocessing skips); MinAtar, unlimited, stops at ale-py's cap (27k steps)
+OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}),
+                 "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
+
+
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
+def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
+    """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
+    frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
+    action held for 4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the
+    episode and rewards are clipped to their sign; evaluations (training=False) play whole games."""
+    prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
+    if prefix and env_id not in gym.registry:
+        try:
+            module = importlib.import_module(OPTIONAL_ENVS[prefix][0])  # ale_py: its envs register
+        except ImportError:
+            fail(f"{env_id} needs an optional package: pip install {OPTIONAL_ENVS[prefix][1]}")
+        if prefix == "MinAtar/":
+            module.register_envs()
     try:
-        return gym.make(env_id)
+        env = gym.make(env_id, **options, **(OPTIONAL_ENVS[prefix][2] if prefix else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+    if prefix == "ALE/":
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    return env
 
 
 def seed_everything(seed: int, args):
@@ -500,8 +664,9 @@ class Run(Logs, contextlib.AbstractContextManager):
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         evaluation_settings(args, total_steps)
         self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
-        self.make_test_env = lambda: gym.make(args.env_id)  # evaluate()'s envs
-        name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.make_test_env = lambda: make_env(args.env_id, training=False)  # evaluate()'s envs
+        env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5 → ALE-Pong-v5: one folder, not two
+        name = f"{args.run_dir}/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
         os.makedirs(self.dir)

@@ -22,16 +22,22 @@ that collects each rollout and calls them. Everything under "Bookkeeping" at the
 the per-env defaults, the run folder, logs, errors, evaluation, Ctrl-C) can be skipped on a first
 reading.
 
+The actor and the critic read flat observations with two tanh hidden layers, and images (MinAtar's
+grids, Atari's frames) with the convolutional torso of Pixels.
+
 Run:
   python ppo.py                              # CartPole-v1, 100k steps
   python ppo.py --env-id Pendulum-v1         # 150k steps, its own defaults from ENV_DEFAULTS
   python ppo.py --env-id HalfCheetah-v5      # 1M steps, the MuJoCo row of ENV_DEFAULTS
                                              # (Hopper, Walker2d, Ant, Swimmer, Humanoid too)
+  python ppo.py --env-id MinAtar/Breakout-v1 # pip install minatar
+  python ppo.py --env-id ALE/Pong-v5         # pip install "gymnasium[atari,other]"; a GPU: --cuda
   python ppo.py --help
 """
 
 import contextlib
 import csv
+import importlib
 import json
 import math
 import os
@@ -50,37 +56,54 @@ import torch.nn.functional as F
 import tyro
 
 # Settings whose good value depends on the env. A setting left at None on the command line takes its
-# value from this table: the env's own row, or the MuJoCo row for the tasks of SHARED_ROWS (any
-# version: Hopper-v5, Hopper-v4, ...), or else, with a warning, the row of the tuned env with the
-# same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
-# args.json.
+# value from this table: the env's own row, or the row its task shares (SHARED_ROWS: the MuJoCo row
+# for its tasks of any version, Hopper-v5, Hopper-v4, ...; every MinAtar game takes "MinAtar",
+# every Atari game "Atari"), or else, with a warning, the row of the tuned env with the same kind of
+# action space (TUNED_ON). The resolved values are printed at the start and written to args.json.
 ENV_DEFAULTS = {
-    # RL Zoo, but 10 epochs instead of its 20 (README: how the defaults were chosen)
+    # RL Zoo, but 10 epochs instead of its 20 (README: how the defaults were chosen) and ε 0.2
+    # constant (the Zoo anneals it)
     "CartPole-v1": dict(total_timesteps=99_840, num_envs=8, num_steps=32, gamma=0.98,
                         gae_lambda=0.8, update_epochs=10, num_minibatches=1, learning_rate=1e-3,
-                        norm_obs=False, norm_reward=False),
+                        norm_obs=False, norm_reward=False, clip_coef=0.2, ent_coef=0.0),
     # RL Zoo, with plain Gaussian noise instead of its gSDE exploration
     "Pendulum-v1": dict(total_timesteps=147_456, num_envs=4, num_steps=1024, gamma=0.9,
                         gae_lambda=0.95, update_epochs=10, num_minibatches=64, learning_rate=1e-3,
-                        norm_obs=False, norm_reward=False),
+                        norm_obs=False, norm_reward=False, clip_coef=0.2, ent_coef=0.0),
     # Not tuned here. The PPO paper's Table 3: 2048 steps a rollout, Adam 3e-4, 10 epochs of
-    # mini-batches of 64 (2048 / 32), γ 0.99, λ 0.95, 1M steps; CleanRL's ppo_continuous_action.py:
-    # 1 env, the learning rate annealed, 488 rollouts (its 1M // 2048), observations normalized
-    # and rewards scaled, both clipped at ±10. The settings not here mean the same as on
-    # Pendulum-v1 and keep their defaults, which are the paper's and CleanRL's: ε 0.2, no entropy
-    # bonus, 64-64 tanh, log σ starting at 0, vf_coef 0.5, max_grad_norm 0.5, advantages normalized
+    # mini-batches of 64 (2048 / 32), γ 0.99, λ 0.95, ε 0.2, 1M steps; CleanRL's
+    # ppo_continuous_action.py: 1 env, the learning rate annealed, 488 rollouts (its 1M // 2048),
+    # no entropy bonus, observations normalized and rewards scaled, both clipped at ±10. The
+    # settings not here mean the same as on Pendulum-v1 and keep their defaults, which are the
+    # paper's and CleanRL's: 64-64 tanh, log σ starting at 0, vf_coef 0.5, max_grad_norm 0.5,
+    # advantages normalized
     "MuJoCo": dict(total_timesteps=999_424, num_envs=1, num_steps=2048, gamma=0.99,
                    gae_lambda=0.95, update_epochs=10, num_minibatches=32, learning_rate=3e-4,
-                   norm_obs=True, norm_reward=True),
+                   norm_obs=True, norm_reward=True, clip_coef=0.2, ent_coef=0.0),
+    # Not tuned: ours, the Atari row below with 1M steps (976 rollouts), a fifth of the MinAtar
+    # paper's 5M
+    "MinAtar": dict(total_timesteps=999_424, num_envs=8, num_steps=128, gamma=0.99,
+                    gae_lambda=0.95, update_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
+                    norm_obs=False, norm_reward=False, clip_coef=0.1, ent_coef=0.01),
+    # Not tuned here. The PPO paper's Atari settings (Table 5): 8 envs of 128 steps, Adam 2.5e-4
+    # annealed, mini-batches of 256 (1024 / 4), γ 0.99, λ 0.95, ε 0.1, entropy bonus 0.01, 10M
+    # steps (its 40M frames; here 9,765 rollouts); the RL Zoo's (and CleanRL's) 4 epochs instead of
+    # the paper's 3, and their vf_coef 0.5 (the paper's 1) and max_grad_norm 0.5, which are the
+    # defaults in Args. The paper and the Zoo anneal ε with the learning rate: here it stays 0.1.
+    # Rewards are clipped to their sign by make_env: neither observations nor rewards normalized
+    "Atari": dict(total_timesteps=9_999_360, num_envs=8, num_steps=128, gamma=0.99,
+                  gae_lambda=0.95, update_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
+                  norm_obs=False, norm_reward=False, clip_coef=0.1, ent_coef=0.01),
 }
-SHARED_ROWS = {"MuJoCo": ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid")}
+SHARED_ROWS = {"MuJoCo": ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid"),
+               "MinAtar": ("MinAtar/",), "Atari": ("ALE/",)}
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1", gym.spaces.Box: "Pendulum-v1"}
 
 
 @dataclass
 class Args:
     env_id: str = "CartPole-v1"
-    """Gymnasium environment id (Discrete or Box actions, flat Box observations)"""
+    """Gymnasium environment id (Discrete or Box actions; flat Box or image observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
     total_timesteps: int = None
@@ -119,18 +142,20 @@ class Args:
     """λ of GAE(λ): 0 gives the one-step TD advantage, 1 the n-step one to the rollout's end
     (per-env default: ENV_DEFAULTS)"""
     hidden_size: int = 64
-    """units in each of the two hidden layers of the actor and of the critic"""
+    """units in each of the two hidden layers of the actor and of the critic, for flat
+    observations (images: Pixels)"""
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
     norm_obs: bool = None
-    """normalize observations by their running mean and std (per-env default: ENV_DEFAULTS)"""
+    """normalize observations by their running mean and std (flat observations only; per-env
+    default: ENV_DEFAULTS)"""
     norm_reward: bool = None
     """divide rewards by the running std of the discounted return (per-env default:
     ENV_DEFAULTS)"""
     norm_adv: bool = True
     """normalize the advantages of each mini-batch to mean 0, std 1"""
-    ent_coef: float = 0.0
-    """weight of the entropy bonus"""
+    ent_coef: float = None
+    """weight of the entropy bonus (per-env default: ENV_DEFAULTS)"""
     vf_coef: float = 0.5
     """weight of the critic's loss"""
     max_grad_norm: float = 0.5
@@ -139,8 +164,9 @@ class Args:
     """passes over each rollout (PPO-4) (per-env default: ENV_DEFAULTS)"""
     num_minibatches: int = None
     """mini-batches per pass over the rollout (per-env default: ENV_DEFAULTS)"""
-    clip_coef: float = 0.2
-    """ε of the clipped objective: the ratio is kept within [1 − ε, 1 + ε]"""
+    clip_coef: float = None
+    """ε of the clipped objective: the ratio is kept within [1 − ε, 1 + ε] (per-env default:
+    ENV_DEFAULTS)"""
     log_frequency: int = 2_000
     """environment steps between two rows of metrics.csv"""
     settings_row: tyro.conf.Suppress[dict | None] = None
@@ -151,16 +177,52 @@ class Args:
 # --------------------------------------------------------------------------------------------------
 # The actor, the critic, the rollout buffer and the update
 # --------------------------------------------------------------------------------------------------
-def mlp(in_dim: int, out_dim: int, hidden_size: int, out_gain: float) -> nn.Sequential:
-    """Two tanh hidden layers, orthogonal weights and zero biases (the lecture's "orthogonal
+class Pixels(nn.Module):
+    """The torso for images. Atari's stacks of 4 frames of 84×84 (channels first) take the Nature
+    DQN's layers (Mnih et al. 2015: three convolutions, then 512 units); MinAtar's 10×10 grids of C
+    channels (channels last, moved first here) the MinAtar paper's (Young & Tian 2019: one 3×3
+    convolution with 16 channels, then 128 units). The pixels are scaled to [0, 1] first."""
+
+    def __init__(self, observation_space: gym.spaces.Box, linear=nn.Linear):
+        super().__init__()
+        shape = observation_space.shape
+        self.channels_last = shape[:2] == (10, 10)  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
+        channels, height, width = (shape[-1], *shape[:2]) if self.channels_last else shape
+        self.scale = float(observation_space.high.max())  # 255 for Atari's frames, 1 for MinAtar
+        if self.channels_last:
+            convs, self.features = [nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU()], 128
+        else:
+            convs, self.features = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
+                                    nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                                    nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()], 512
+        self.convs = nn.Sequential(*convs, nn.Flatten(-3))  # one image or a batch of them
+        flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.fc = nn.Sequential(linear(flat, self.features), nn.ReLU())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.movedim(-1, -3) if self.channels_last else obs  # (…, H, W, C) → (…, C, H, W)
+        return self.fc(self.convs(obs / self.scale))
+
+
+def network(observation_space: gym.spaces.Box, out_dim: int, hidden_size: int,
+            out_gain: float) -> nn.Sequential:
+    """Two tanh hidden layers for flat observations, the Pixels torso for images; then a linear
+    output layer. Orthogonal weights of gain √2 and zero biases (the lecture's "orthogonal
     initialization and layer scaling" trick); the small out_gain of the policy head makes the first
-    policy nearly uniform."""
-    layers = [nn.Linear(in_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size),
-              nn.Tanh(), nn.Linear(hidden_size, out_dim)]
-    for layer, gain in zip(layers[::2], (np.sqrt(2), np.sqrt(2), out_gain)):
-        nn.init.orthogonal_(layer.weight, gain)
+    policy nearly uniform. The actor and the critic each have their own (the PPO paper's Atari
+    network is one torso with both heads)."""
+    if len(observation_space.shape) == 3:
+        pixels = Pixels(observation_space)
+        layers = [pixels, nn.Linear(pixels.features, out_dim)]
+    else:
+        layers = [nn.Linear(observation_space.shape[0], hidden_size), nn.Tanh(),
+                  nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, out_dim)]
+    net = nn.Sequential(*layers)
+    weighted = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for layer in weighted:
+        nn.init.orthogonal_(layer.weight, out_gain if layer is weighted[-1] else np.sqrt(2))
         nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
+    return net
 
 
 def categorical_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -188,9 +250,10 @@ def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
 class CategoricalActor(nn.Module):
     """π_θ(a|s) = softmax(logits_θ(s)) over Discrete actions."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int, log_std_init: float):
+    def __init__(self, observation_space: gym.spaces.Box, n_actions: int, hidden_size: int,
+                 log_std_init: float):
         super().__init__()
-        self.logits = mlp(obs_dim, n_actions, hidden_size, out_gain=0.01)
+        self.logits = network(observation_space, n_actions, hidden_size, out_gain=0.01)
 
     def sample(self, obs: torch.Tensor):
         logits = self.logits(obs)
@@ -215,9 +278,10 @@ class GaussianActor(nn.Module):
     stays exact and cheap, and the clipping is part of the environment. Squashing with tanh instead
     would need a change-of-variables term in the log-probability (as sac.py does)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, log_std_init: float):
+    def __init__(self, observation_space: gym.spaces.Box, action_dim: int, hidden_size: int,
+                 log_std_init: float):
         super().__init__()
-        self.mean = mlp(obs_dim, action_dim, hidden_size, out_gain=0.01)
+        self.mean = network(observation_space, action_dim, hidden_size, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
     def sample(self, obs: torch.Tensor):
@@ -238,9 +302,9 @@ class GaussianActor(nn.Module):
 class Critic(nn.Module):
     """V_φ(s)."""
 
-    def __init__(self, obs_dim: int, hidden_size: int):
+    def __init__(self, observation_space: gym.spaces.Box, hidden_size: int):
         super().__init__()
-        self.net = mlp(obs_dim, 1, hidden_size, out_gain=1.0)
+        self.net = network(observation_space, 1, hidden_size, out_gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
@@ -254,12 +318,13 @@ def env_actions(actions: np.ndarray, action_space: gym.Space) -> np.ndarray:
 
 
 class RolloutBuffer:
-    """What PPO-1 collects, preallocated: one row per step, one column per env."""
+    """What PPO-1 collects, preallocated: one row per step, one column per env. Observations are
+    kept in float32, as the networks read them (images too: a rollout is small)."""
 
-    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple,
+    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple, action_shape: tuple,
                  discrete: bool):
         shape = (num_steps, num_envs)
-        self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
+        self.obs = np.zeros(shape + obs_shape, dtype=np.float32)
         self.actions = np.zeros(shape + action_shape, dtype=np.int64 if discrete else np.float32)
         # log π_θk(a_t|s_t), the denominator of the ratio
         self.log_probs = np.zeros(shape, dtype=np.float32)
@@ -388,10 +453,10 @@ class Normalizer:
     reward scale. The statistics are saved in model.pt and used frozen (update=False) by the
     evaluation, which sees the same inputs as training."""
 
-    def __init__(self, obs_dim: int, num_envs: int, gamma: float, norm_obs: bool,
+    def __init__(self, obs_shape: tuple, num_envs: int, gamma: float, norm_obs: bool,
                  norm_reward: bool):
         self.norm_obs, self.norm_reward, self.gamma = norm_obs, norm_reward, gamma
-        self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
+        self.obs_rms, self.return_rms = RunningMeanStd(obs_shape), RunningMeanStd()
         self.discounted_return = np.zeros(num_envs)
 
     def observation(self, obs: np.ndarray, update: bool) -> np.ndarray:
@@ -434,20 +499,22 @@ def train(args: Args) -> dict:
     # mode, the step that ends an episode already returns the next episode's first observation, and
     # the real final observation comes in info["final_obs"]: every step of the rollout is a real
     # transition (none is wasted on a reset), and a truncation can bootstrap from V(final obs).
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env_id) for _ in range(args.num_envs)],
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id) for _ in range(args.num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    action_space, obs_dim = envs.single_action_space, envs.single_observation_space.shape[0]
+    action_space, observations = envs.single_action_space, envs.single_observation_space
     discrete = isinstance(action_space, gym.spaces.Discrete)
     action_shape = () if discrete else action_space.shape
     # The actor π_θ (softmax or Gaussian) and the critic V_φ, separate networks as on the slides
     actor_class = CategoricalActor if discrete else GaussianActor
-    actor = actor_class(obs_dim, int(action_space.n) if discrete else action_shape[0],
+    actor = actor_class(observations, int(action_space.n) if discrete else action_shape[0],
                         args.hidden_size, args.log_std_init).to(device)
-    critic = Critic(obs_dim, args.hidden_size).to(device)
+    critic = Critic(observations, args.hidden_size).to(device)
     parameters = list(actor.parameters()) + list(critic.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
-    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, args.norm_obs, args.norm_reward)
-    rollout = RolloutBuffer(args.num_steps, args.num_envs, obs_dim, action_shape, discrete)
+    normalizer = Normalizer(observations.shape, args.num_envs, args.gamma, args.norm_obs,
+                            args.norm_reward)
+    rollout = RolloutBuffer(args.num_steps, args.num_envs, observations.shape, action_shape,
+                            discrete)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
 
@@ -528,9 +595,10 @@ def check_args(args: Args, env: gym.Env):
     if isinstance(env.action_space, gym.spaces.Box) and len(env.action_space.shape) != 1:
         fail(f"{SCRIPT}.py needs a flat Box action space, and {args.env_id} has {env.action_space}")
     observations = env.observation_space
-    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
-             f"{observations}")
+    shape = observations.shape if isinstance(observations, gym.spaces.Box) else None
+    if not shape or not (len(shape) == 1 or shape == (4, 84, 84) or shape[:2] == (10, 10)):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, Atari's frames (4, 84, 84) or "
+             f"MinAtar's grids (10, 10, C), and {args.env_id} has {observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
@@ -547,6 +615,8 @@ def check_args(args: Args, env: gym.Env):
         (args.log_frequency <= 0, "log_frequency must be positive"),
         (args.torch_threads <= 0, "torch_threads must be positive"),
         (args.hidden_size <= 0, "hidden_size must be positive"),
+        (args.norm_obs and len(observations.shape) == 3,
+         "norm_obs is for flat observations: Pixels scales an image's pixels to [0, 1]"),
     ]
     for bad, message in problems:
         if bad:
@@ -556,14 +626,14 @@ def check_args(args: Args, env: gym.Env):
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The deterministic policy (mean or most probable action) of the actor in a model.pt, with
     its observation normalization frozen."""
-    obs_dim = env.observation_space.shape[0]
+    observations = env.observation_space
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     actor_class = CategoricalActor if discrete else GaussianActor
     action_dim = int(env.action_space.n) if discrete else env.action_space.shape[0]
-    actor = actor_class(obs_dim, action_dim, args.hidden_size,
+    actor = actor_class(observations, action_dim, args.hidden_size,
                         args.log_std_init).to(device)
     actor.load_state_dict(saved["actor"])
-    normalizer = Normalizer(obs_dim, 1, args.gamma, args.norm_obs, args.norm_reward)
+    normalizer = Normalizer(observations.shape, 1, args.gamma, args.norm_obs, args.norm_reward)
     normalizer.load_state_dict(saved["normalizer"])
 
     def policy(obs):
@@ -585,12 +655,14 @@ def whole_rollouts(args: Args) -> Args:
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
     """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
-    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
-    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
-    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
-    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo", and a
+    namespace such as "ALE/" stands for each of its envs), else the row of the tuned env with the
+    same kind of action space (TUNED_ON), with a warning. Print the values filled in, but those in
+    `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper, ALE/Pong-v5 → ALE/Pong
+    namespace = task[:task.find("/") + 1] or None  # ALE/Pong → ALE/, Hopper → None
     rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
-    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks or namespace in tasks]
     rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
     row = rows[0] if rows else None
     tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
@@ -628,11 +700,57 @@ def fail(message: str):
     raise SystemExit(2)
 
 
-def make_env(env_id: str) -> gym.Env:
+# Atari's and MinAtar's envs: {id prefix: (module, pip install, gym.make's options)}. Atari acts
+# every frame (AtariPreprocessing skips); MinAtar, unlimited, stops at ale-py's cap (27k steps)
+OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}),
+                 "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
+
+
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
+def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
+    """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
+    frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
+    action held for 4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the
+    episode and rewards are clipped to their sign; evaluations (training=False) play whole games."""
+    prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
+    if prefix and env_id not in gym.registry:
+        try:
+            module = importlib.import_module(OPTIONAL_ENVS[prefix][0])  # ale_py: its envs register
+        except ImportError:
+            fail(f"{env_id} needs an optional package: pip install {OPTIONAL_ENVS[prefix][1]}")
+        if prefix == "MinAtar/":
+            module.register_envs()
     try:
-        return gym.make(env_id)
+        env = gym.make(env_id, **options, **(OPTIONAL_ENVS[prefix][2] if prefix else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+    if prefix == "ALE/":
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    return env
 
 
 def seed_everything(seed: int, args):
@@ -742,8 +860,9 @@ class Run(Logs, contextlib.AbstractContextManager):
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         evaluation_settings(args, total_steps)
         self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
-        self.make_test_env = lambda: gym.make(args.env_id)  # evaluate()'s envs
-        name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.make_test_env = lambda: make_env(args.env_id, training=False)  # evaluate()'s envs
+        env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5 → ALE-Pong-v5: one folder, not two
+        name = f"{args.run_dir}/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
         os.makedirs(self.dir)

@@ -62,11 +62,14 @@ Run:
   python rainbow.py                          # CartPole-v1, 100k steps, all six parts
   python rainbow.py --env-id Acrobot-v1      # 100k steps, its own defaults from ENV_DEFAULTS
   python rainbow.py --no-noisy --n-step 1    # an ablation: without NoisyNet and n-step returns
+  python rainbow.py --env-id MinAtar/Breakout-v1  # pip install minatar
+  python rainbow.py --env-id ALE/Pong-v5     # pip install "gymnasium[atari,other]"; a GPU: --cuda
   python rainbow.py --help
 """
 
 import contextlib
 import csv
+import importlib
 import json
 import math
 import os
@@ -89,22 +92,39 @@ import tyro
 # TUNED_ON, whose support [0, 100] suits positive rewards only: give such envs --v-min and
 # --v-max); the resolved values are printed at the start and written to args.json. Not tuned:
 # the support brackets every discounted return the env can give at γ = 0.99.
+# DQN's settings on classic control (dqn.py: ours, README: how the defaults were chosen)
+CLASSIC_CONTROL = dict(learning_rate=1e-3, adam_eps=1e-8, anneal_lr=True, buffer_size=50_000,
+                       batch_size=256, learning_starts=1_000, train_frequency=4,
+                       target_network_frequency=250)
 ENV_DEFAULTS = {
     # +1 a step: every discounted return lies in [0, 1 / (1 − γ)] = [0, 100];
     # total_timesteps: ours (README: how the defaults were chosen)
-    "CartPole-v1": dict(total_timesteps=100_000, v_min=0.0, v_max=100.0),
+    "CartPole-v1": dict(total_timesteps=100_000, v_min=0.0, v_max=100.0, **CLASSIC_CONTROL),
     # −1 a step until the goal: returns lie in [−1 / (1 − γ), 0] = [−100, 0];
     # total_timesteps: RL Zoo (its budget for DQN on Acrobot-v1)
-    "Acrobot-v1": dict(total_timesteps=100_000, v_min=-100.0, v_max=0.0),
+    "Acrobot-v1": dict(total_timesteps=100_000, v_min=-100.0, v_max=0.0, **CLASSIC_CONTROL),
+    # Rainbow on MinAtar by Obando-Ceron and Castro ("Revisiting Rainbow", 2021): Adam at 1e-4 with
+    # ε 3.125e-4, buffer 100k, batch 32, learning from 1k steps, a gradient step every 4 steps, φ'
+    # every 1k, atoms on [−100, 100]. Budget ours: 1M of their 10M steps
+    "MinAtar": dict(total_timesteps=1_000_000, v_min=-100.0, v_max=100.0, learning_rate=1e-4,
+                    adam_eps=3.125e-4, anneal_lr=False, buffer_size=100_000, batch_size=32,
+                    learning_starts=1_000, train_frequency=4, target_network_frequency=1_000),
+    # The Rainbow paper's Atari settings (its Table 1): Adam at 6.25e-5 with ε 1.5e-4, batch 32,
+    # learning from 80k frames (20k steps), a gradient step every 4 steps, φ' every 32k frames (8k
+    # steps), rewards clipped to [−1, 1], atoms on [−10, 10]; but a buffer of 50k, not 1M (memory:
+    # README: Pixels), and 10M steps, not 50M
+    "Atari": dict(total_timesteps=10_000_000, v_min=-10.0, v_max=10.0, learning_rate=6.25e-5,
+                  adam_eps=1.5e-4, anneal_lr=False, buffer_size=50_000, batch_size=32,
+                  learning_starts=20_000, train_frequency=4, target_network_frequency=8_000),
 }
-SHARED_ROWS = {}  # rows that several tasks share, by task name: none here
+SHARED_ROWS = {"MinAtar": ("MinAtar/",), "Atari": ("ALE/",)}
 TUNED_ON = {gym.spaces.Discrete: "CartPole-v1"}
 
 
 @dataclass
 class Args:
     env_id: str = "CartPole-v1"
-    """Gymnasium environment id (Discrete actions, flat Box observations)"""
+    """Gymnasium environment id (Discrete actions; flat Box or image observations)"""
     seed: int = 1
     """seed of random, numpy, torch and the environment"""
     total_timesteps: int = None
@@ -128,24 +148,28 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment, in the run folder's name {env_id}__{exp_name}__{seed}__{time}"""
 
-    learning_rate: float = 1e-3
-    """Adam step size α (decays linearly to 0 when anneal_lr)"""
-    anneal_lr: bool = True  # ours, from dqn.py (README: how the defaults were chosen)
-    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles"""
-    buffer_size: int = 50_000
-    """capacity of the replay buffer B"""
+    learning_rate: float = None
+    """Adam step size α (per-env default: ENV_DEFAULTS; decays linearly to 0 when anneal_lr)"""
+    adam_eps: float = None
+    """Adam's ε, added to the root of its second moment (per-env default: ENV_DEFAULTS)"""
+    anneal_lr: bool = None
+    """decay the learning rate linearly to 0, so the last network (the one evaluated) settles
+    (per-env default: ENV_DEFAULTS)"""
+    buffer_size: int = None
+    """capacity of the replay buffer B (per-env default: ENV_DEFAULTS)"""
     gamma: float = 0.99
     """discount factor γ"""
-    batch_size: int = 256  # ours (README: how the defaults were chosen)
-    """transitions per mini-batch (DQN-2)"""
+    batch_size: int = None
+    """transitions per mini-batch (DQN-2) (per-env default: ENV_DEFAULTS)"""
     hidden_size: int = 128
-    """units in each of the two hidden layers"""
-    learning_starts: int = 1_000
-    """environment steps before learning starts (on the noisy Q_φ, or ε-greedy with --no-noisy)"""
-    train_frequency: int = 4  # ours (README: how the defaults were chosen)
-    """environment steps between two gradient steps"""
-    target_network_frequency: int = 250
-    """environment steps between two copies of φ into φ' (DQN-5)"""
+    """units in each of the two hidden layers, for flat observations (images: Pixels)"""
+    learning_starts: int = None
+    """environment steps before learning starts (on the noisy Q_φ, or ε-greedy with --no-noisy)
+    (per-env default: ENV_DEFAULTS)"""
+    train_frequency: int = None
+    """environment steps between two gradient steps (per-env default: ENV_DEFAULTS)"""
+    target_network_frequency: int = None
+    """environment steps between two copies of φ into φ' (DQN-5) (per-env default: ENV_DEFAULTS)"""
     start_e: float = 1.0
     """ε at the start of training (--no-noisy only)"""
     end_e: float = 0.05
@@ -156,8 +180,8 @@ class Args:
     """environment steps between two rows of metrics.csv"""
 
     # Rainbow's parts. The values are the paper's (its Table 1) but per_eps (not in it) and v_min,
-    # v_max (per env); the settings above are DQN's for CartPole-v1, not the paper's for Atari
-    # (e.g. Adam at 6.25e-5). Not tuned.
+    # v_max (per env); the settings above are DQN's on classic control, the Rainbow paper's on
+    # Atari and Revisiting Rainbow's on MinAtar (ENV_DEFAULTS). Not tuned.
     double: bool = True
     """RAINBOW-1: Q_φ chooses a*, the target network Q_φ' evaluates it (--no-double: DQN's max)"""
     dueling: bool = True
@@ -230,12 +254,51 @@ class NoisyLinear(nn.Module):
                         self.bias_mu + self.bias_sigma * self.epsilon_out)
 
 
+class Pixels(nn.Module):
+    """The torso for images. Atari's stacks of 4 frames of 84×84 (channels first) take the Nature
+    DQN's layers (Mnih et al. 2015: three convolutions, then 512 units); MinAtar's 10×10 grids of C
+    channels (channels last, moved first here) the MinAtar paper's (Young & Tian 2019: one 3×3
+    convolution with 16 channels, then 128 units). The pixels are scaled to [0, 1] first."""
+
+    def __init__(self, observation_space: gym.spaces.Box, linear=nn.Linear):
+        super().__init__()
+        shape = observation_space.shape
+        self.channels_last = shape[:2] == (10, 10)  # MinAtar's (10, 10, C), not Atari's (4, 84, 84)
+        channels, height, width = (shape[-1], *shape[:2]) if self.channels_last else shape
+        self.scale = float(observation_space.high.max())  # 255 for Atari's frames, 1 for MinAtar
+        if self.channels_last:
+            convs, self.features = [nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU()], 128
+        else:
+            convs, self.features = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
+                                    nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                                    nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()], 512
+        self.convs = nn.Sequential(*convs, nn.Flatten(-3))  # one image or a batch of them
+        flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.fc = nn.Sequential(linear(flat, self.features), nn.ReLU())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.movedim(-1, -3) if self.channels_last else obs  # (…, H, W, C) → (…, C, H, W)
+        return self.fc(self.convs(obs / self.scale))
+
+
+def torso(observation_space: gym.spaces.Box, hidden_size: int, linear=nn.Linear):
+    """The layers before the output head, and their width: Pixels for images, else two hidden
+    layers of hidden_size ReLU units."""
+    if len(observation_space.shape) == 3:
+        pixels = Pixels(observation_space, linear)
+        return pixels, pixels.features
+    layers = nn.Sequential(linear(observation_space.shape[0], hidden_size), nn.ReLU(),
+                           linear(hidden_size, hidden_size), nn.ReLU())
+    return layers, hidden_size
+
+
 class QNetwork(nn.Module):
     """Q_φ(s, ·): one output per action, or with C51 (`support` given) num_atoms logits per action
     whose softmax is a distribution over the atoms z_i of the support. A dueling head (RAINBOW-2)
-    and noisy layers (RAINBOW-6) are switches; all off, it is DQN's network."""
+    and noisy layers (RAINBOW-6) are switches; all off, it is DQN's network. The dueling streams
+    share the torso's last layer (the papers give each stream 512 units of its own on images)."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_size: int, *,
+    def __init__(self, observation_space: gym.spaces.Box, n_actions: int, hidden_size: int, *,
                  support: torch.Tensor = None, dueling: bool = False, noisy: bool = False,
                  sigma0: float = 0.5):
         super().__init__()
@@ -243,18 +306,15 @@ class QNetwork(nn.Module):
         linear = (lambda n_in, n_out: NoisyLinear(n_in, n_out, sigma0)) if noisy else nn.Linear
         self.n_actions, self.num_atoms = n_actions, 1 if support is None else len(support)
         self.register_buffer("support", support)  # RAINBOW-5: the atoms z_i (None without C51)
-        self.net = nn.Sequential(
-            linear(obs_dim, hidden_size), nn.ReLU(),
-            linear(hidden_size, hidden_size), nn.ReLU(),
-        )
+        self.torso, features = torso(observation_space, hidden_size, linear)
         # without dueling, the only head: the Q-values (their logits with C51)
-        self.advantage = linear(hidden_size, n_actions * self.num_atoms)
-        self.value = linear(hidden_size, self.num_atoms) if dueling else None
+        self.advantage = linear(features, n_actions * self.num_atoms)
+        self.value = linear(features, self.num_atoms) if dueling else None
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """Shape (batch, n_actions, num_atoms), or (n_actions, num_atoms) for one state; without C51
         num_atoms is 1 and the logits are Q."""
-        features = self.net(obs)
+        features = self.torso(obs)
         advantage = self.advantage(features).unflatten(-1, (self.n_actions, self.num_atoms))
         if self.value is None:
             return advantage
@@ -276,12 +336,12 @@ class QNetwork(nn.Module):
                 layer.reset_noise()
 
 
-def make_q_network(args: Args, obs_dim: int, n_actions: int) -> QNetwork:
+def make_q_network(args: Args, observation_space: gym.spaces.Box, n_actions: int) -> QNetwork:
     """The QNetwork with the parts args switches on."""
     support = (torch.linspace(args.v_min, args.v_max, args.num_atoms) if args.distributional
                else None)
-    return QNetwork(obs_dim, n_actions, args.hidden_size, support=support, dueling=args.dueling,
-                    noisy=args.noisy, sigma0=args.noisy_sigma0)
+    return QNetwork(observation_space, n_actions, args.hidden_size, support=support,
+                    dueling=args.dueling, noisy=args.noisy, sigma0=args.noisy_sigma0)
 
 
 class NStepWindow:
@@ -364,11 +424,12 @@ class SumTree:
 class PrioritizedReplayBuffer:
     """Replay buffer B with proportional priorities (RAINBOW-3), preallocated in numpy; the oldest
     transitions are overwritten (their leaves in the sum tree too). A transition is n-step
-    (RAINBOW-4): it keeps k, its steps."""
+    (RAINBOW-4): it keeps k, its steps. Observations keep their own type: an image's uint8 takes a
+    quarter of float32's memory."""
 
-    def __init__(self, capacity: int, obs_dim: int, alpha: float, eps: float):
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+    def __init__(self, capacity: int, observation_space: gym.spaces.Box, alpha: float, eps: float):
+        shape, dtype = (capacity, *observation_space.shape), observation_space.dtype
+        self.obs, self.next_obs = np.zeros(shape, dtype), np.zeros(shape, dtype)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)  # RAINBOW-4: the n-step return R
         # 1 only when the MDP ended; a time limit (truncation) stores 0: the target bootstraps there
@@ -507,13 +568,14 @@ def train(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)  # ε draws and mini-batch indices
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_network = make_q_network(args, obs_dim, n_actions).to(device)
-    target_network = make_q_network(args, obs_dim, n_actions).to(device)
+    observations, n_actions = env.observation_space, int(env.action_space.n)
+    q_network = make_q_network(args, observations, n_actions).to(device)
+    target_network = make_q_network(args, observations, n_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())  # φ' ← φ
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps,
+                                 fused=True)
     alpha = args.per_alpha if args.per else 0.0  # RAINBOW-3; --no-per: α = 0, uniform replay
-    buffer = PrioritizedReplayBuffer(args.buffer_size, obs_dim, alpha, args.per_eps)
+    buffer = PrioritizedReplayBuffer(args.buffer_size, observations, alpha, args.per_eps)
     n_step = NStepWindow(args.n_step, args.gamma)  # RAINBOW-4
     exploration_steps = max(1, int(args.exploration_fraction * args.total_timesteps))
 
@@ -580,12 +642,14 @@ def check_args(args: Args, env: gym.Env):
              f"{type(env.action_space).__name__} "
              "actions: use ddpg.py, td3.py or sac.py (or ppo.py, a2c.py) for continuous control")
     observations = env.observation_space
-    if not (isinstance(observations, gym.spaces.Box) and len(observations.shape) == 1):
-        fail(f"{SCRIPT}.py needs a flat Box observation space, and {args.env_id} has "
-             f"{observations}")
+    shape = observations.shape if isinstance(observations, gym.spaces.Box) else None
+    if not shape or not (len(shape) == 1 or shape == (4, 84, 84) or shape[:2] == (10, 10)):
+        fail(f"{SCRIPT}.py needs a flat Box observation space, Atari's frames (4, 84, 84) or "
+             f"MinAtar's grids (10, 10, C), and {args.env_id} has {observations}")
     problems = [
         (args.total_timesteps <= 0, "total_timesteps must be positive"),
         (args.learning_rate <= 0, "learning_rate must be positive"),
+        (args.adam_eps <= 0, "adam_eps must be positive"),
         (not 0 <= args.gamma <= 1, "gamma must lie in [0, 1]"),
         (min(args.buffer_size, args.batch_size) <= 0, "buffer_size and batch_size must be > 0"),
         (args.batch_size > args.buffer_size, "batch_size cannot exceed buffer_size"),
@@ -615,8 +679,7 @@ def check_args(args: Args, env: gym.Env):
 
 def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
     """The greedy policy of the Q-network in a model.pt, without noise (eval mode)."""
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_network = make_q_network(args, obs_dim, n_actions).to(device)
+    q_network = make_q_network(args, env.observation_space, int(env.action_space.n)).to(device)
     q_network.load_state_dict(saved["q_network"])
     q_network.eval()
     return lambda obs: q_network(torch.as_tensor(obs, dtype=torch.float32,
@@ -625,12 +688,14 @@ def saved_policy(saved: dict, args: Args, env: gym.Env, device: torch.device):
 
 def with_env_defaults(args: Args, env: gym.Env, quiet: set = frozenset()) -> Args:
     """Fill the settings left at None from a row of ENV_DEFAULTS: the env's own row, else the row
-    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo"), else the
-    row of the tuned env with the same kind of action space (TUNED_ON), with a warning. Print the
-    values filled in, but those in `quiet`; record the row in settings_row (args.json)."""
-    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper
+    its task shares with others (SHARED_ROWS: Hopper-v5 and Hopper-v4 take "MuJoCo", and a
+    namespace such as "ALE/" stands for each of its envs), else the row of the tuned env with the
+    same kind of action space (TUNED_ON), with a warning. Print the values filled in, but those in
+    `quiet`; record the row in settings_row (args.json)."""
+    task = args.env_id.split("-v")[0]  # Hopper-v5 → Hopper, ALE/Pong-v5 → ALE/Pong
+    namespace = task[:task.find("/") + 1] or None  # ALE/Pong → ALE/, Hopper → None
     rows = [args.env_id] if args.env_id in ENV_DEFAULTS else []
-    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks]
+    rows += [name for name, tasks in SHARED_ROWS.items() if task in tasks or namespace in tasks]
     rows += [env_id for space, env_id in TUNED_ON.items() if isinstance(env.action_space, space)]
     row = rows[0] if rows else None
     tuned_on = ", ".join(SHARED_ROWS[row]) if row in SHARED_ROWS else row
@@ -668,11 +733,57 @@ def fail(message: str):
     raise SystemExit(2)
 
 
-def make_env(env_id: str) -> gym.Env:
+# Atari's and MinAtar's envs: {id prefix: (module, pip install, gym.make's options)}. Atari acts
+# every frame (AtariPreprocessing skips); MinAtar, unlimited, stops at ale-py's cap (27k steps)
+OPTIONAL_ENVS = {"ALE/": ("ale_py", '"gymnasium[atari,other]"', {"frameskip": 1}),
+                 "MinAtar/": ("minatar.gym", "minatar", {"max_episode_steps": 27_000})}
+
+
+class LifeLossEnds(gym.Wrapper):
+    """Atari in training, as in the DQN paper: a lost life ends the learner's episode, but the game
+    goes on, so reset() then takes one no-op step; a new game starts only after the last life."""
+    game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lost, self.lives = info["lives"] < self.lives, info["lives"]
+        self.game_over = terminated or truncated
+        return obs, reward, terminated or lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None and not self.game_over:  # a life lost: play on from here
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if not (terminated or truncated):
+                self.lives = info["lives"]
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.lives, self.game_over = info["lives"], False
+        return obs, info
+
+
+def make_env(env_id: str, training: bool = True, **options) -> gym.Env:
+    """gym.make(env_id, **options), an Atari or MinAtar id's package registered first. Atari's
+    frames get the DQN paper's preprocessing, by gymnasium's wrappers: up to 30 no-op starts, each
+    action held for 4 frames, 84×84 grey, the last 4 stacked; in training a lost life ends the
+    episode and rewards are clipped to their sign; evaluations (training=False) play whole games."""
+    prefix = next((prefix for prefix in OPTIONAL_ENVS if env_id.startswith(prefix)), None)
+    if prefix and env_id not in gym.registry:
+        try:
+            module = importlib.import_module(OPTIONAL_ENVS[prefix][0])  # ale_py: its envs register
+        except ImportError:
+            fail(f"{env_id} needs an optional package: pip install {OPTIONAL_ENVS[prefix][1]}")
+        if prefix == "MinAtar/":
+            module.register_envs()
     try:
-        return gym.make(env_id)
+        env = gym.make(env_id, **options, **(OPTIONAL_ENVS[prefix][2] if prefix else {}))
     except gym.error.Error as e:  # an unknown id (gymnasium suggests close ones), a missing package
         fail(f"cannot make {env_id!r}: {str(e).splitlines()[0]}")
+    if prefix == "ALE/":
+        env = gym.wrappers.AtariPreprocessing(env)
+        if training:  # a lost life ends the episode but not the game; rewards clipped to sign
+            env = gym.wrappers.TransformReward(LifeLossEnds(env), np.sign)
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    return env
 
 
 def seed_everything(seed: int, args):
@@ -782,8 +893,9 @@ class Run(Logs, contextlib.AbstractContextManager):
     def __init__(self, args, env, device: torch.device, total_steps: int, metric_names: list):
         evaluation_settings(args, total_steps)
         self.args, self.env, self.parts, self.next_curve = args, env, {}, args.eval_every
-        self.make_test_env = lambda: gym.make(args.env_id)  # evaluate()'s envs
-        name = f"{args.run_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.make_test_env = lambda: make_env(args.env_id, training=False)  # evaluate()'s envs
+        env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5 → ALE-Pong-v5: one folder, not two
+        name = f"{args.run_dir}/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
         self.dir = next(path for path in [name, *(f"{name}-{n}" for n in range(2, 99))]
                         if not os.path.exists(path))  # -2, -3, ...: runs started in the same second
         os.makedirs(self.dir)

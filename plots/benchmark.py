@@ -56,7 +56,9 @@ differs (and the columns), and exits with status 1 if any does.
 MuJoCo row, the off-policy scripts at 200k of its 1M steps; seeds 1-3 into runs/mujoco) and writes their table into
 the region <!-- benchmark:mujoco --> of RESULTS.md and README.md: per seed the final evaluation (10 episodes of the
 fixed test set) and its spread, and the greedy curve's last point within the first hour of the run, what a
-student would see after an hour. --summarize-only and --check work as above.
+student would see after an hour. --minatar does the same for the MinAtar games of MINATAR_TASKS (each script's
+MinAtar row, 1M steps; seeds 1-3, one seed for double_dqn, dueling_dqn and per_dqn; into runs/minatar and the
+region <!-- benchmark:minatar -->). --summarize-only and --check work as above.
 
 After a benchmark, `python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures
 in plots/).
@@ -117,6 +119,15 @@ MUJOCO_SEEDS = [1, 2, 3]
 MUJOCO_COLUMNS = ["script", "env", "seeds", "steps", "final eval, mean ± std over seeds",
                   "per-seed eval (± std over its episodes)", "greedy curve after 1 hour", "wall s per run", "steps/s"]
 MUJOCO_ALIGN = ["---", "---", "---:", "---:", "---", "---", "---:", "---:", "---:"]
+# Issue 29, pixels (--minatar): two MinAtar games at each script's MinAtar row (1M steps), 3 seeds of dqn, rainbow
+# and ppo, one of the other DQN variants; no held-out seeds and no threshold (nothing was tuned there). The table
+# has the MuJoCo table's columns, in the region <!-- benchmark:minatar -->.
+MINATAR_TASKS = {"dqn": ["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
+                 "rainbow": ["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"], "ppo": ["MinAtar/Breakout-v1"],
+                 "double_dqn": ["MinAtar/Breakout-v1"], "dueling_dqn": ["MinAtar/Breakout-v1"],
+                 "per_dqn": ["MinAtar/Breakout-v1"]}
+MINATAR_SEEDS_OF = {"double_dqn": [1], "dueling_dqn": [1], "per_dqn": [1]}  # the others: MUJOCO_SEEDS
+SUITES = {"mujoco": (MUJOCO_TASKS, MUJOCO_STEPS), "minatar": (MINATAR_TASKS, {})}  # tasks, budgets not the row's
 
 
 def train_one(script: str, env_id: str, seed: int, run_dir: str, options) -> int:
@@ -125,9 +136,9 @@ def train_one(script: str, env_id: str, seed: int, run_dir: str, options) -> int
                "--run-dir", run_dir, "--no-cuda"]
     if options.quick:
         command += ["--total-timesteps", str(QUICK_STEPS)]
-    elif options.mujoco:  # one torch thread a run, as the classic tasks' runs: --procs of them share the cores
-        command += ["--torch-threads", "1"] + (["--total-timesteps", str(MUJOCO_STEPS[script])]
-                                               if script in MUJOCO_STEPS else [])
+    elif options.suite:  # one torch thread a run, as the classic tasks' runs: --procs of them share the cores
+        steps = SUITES[options.suite][1]
+        command += ["--torch-threads", "1"] + (["--total-timesteps", str(steps[script])] if script in steps else [])
     start = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.time() - start
@@ -403,11 +414,12 @@ def after_an_hour(run) -> str:
     return f"{run.curve_means[within[-1]]:.0f} at {int(run.curve_steps[within[-1]]):,}"
 
 
-def mujoco_rows(run_dir: str, scripts: list) -> dict:
-    """{(script, env): the cells of its row of the MuJoCo table} of the finished runs in run_dir."""
+def mujoco_rows(run_dir: str, scripts: list, tasks: dict = MUJOCO_TASKS) -> dict:
+    """{(script, env): the cells of its row of the MuJoCo table (or of another suite's `tasks`)} of the finished
+    runs in run_dir."""
     rows = {}
     for (env_id, script), runs in group(load_runs(run_dir)).items():
-        runs = [run for run in runs if run.evaluation and script in scripts and env_id in MUJOCO_TASKS.get(script, [])]
+        runs = [run for run in runs if run.evaluation and script in scripts and env_id in tasks.get(script, [])]
         if not runs:
             continue
         evals = np.array([run.evaluation["mean"] for run in runs])
@@ -421,40 +433,45 @@ def mujoco_rows(run_dir: str, scripts: list) -> dict:
     return rows
 
 
-def mujoco_main(options):
-    """--mujoco: train MUJOCO_TASKS (seeds MUJOCO_SEEDS unless --seeds), then write or check the region
-    <!-- benchmark:mujoco --> of the --out files, the other rows of that table kept."""
-    scripts = [s for s in options.scripts if MUJOCO_TASKS.get(s)]
+def suite_main(options):
+    """--mujoco or --minatar: train the suite's tasks (MUJOCO_TASKS or MINATAR_TASKS; seeds MUJOCO_SEEDS, or
+    MINATAR_SEEDS_OF's, unless --seeds), then write or check its region (<!-- benchmark:mujoco --> or
+    <!-- benchmark:minatar -->) of the --out files, the other rows of that table kept."""
+    suite, (tasks, _) = options.suite, SUITES[options.suite]
+    name = {"mujoco": "MuJoCo", "minatar": "MinAtar"}[suite]
+    scripts = [s for s in options.scripts if tasks.get(s)]
     if not (options.summarize_only or options.check):
-        jobs = [(script, env_id, seed, options.run_dir) for script in scripts for env_id in MUJOCO_TASKS[script]
-                for seed in options.seeds]
+        seeds_of = (lambda script: options.seeds) if options.seeds else (
+            lambda script: MINATAR_SEEDS_OF.get(script, MUJOCO_SEEDS) if suite == "minatar" else MUJOCO_SEEDS)
+        jobs = [(script, env_id, seed, options.run_dir) for script in scripts for env_id in tasks[script]
+                for seed in seeds_of(script)]
         print(f"training {len(jobs)} runs into {options.run_dir}, {options.procs} at a time", flush=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.procs) as pool:
             if any(code != 0 for code in pool.map(lambda job: train_one(*job, options), jobs)):
                 print("some runs failed: see above", file=sys.stderr)
-    fresh = mujoco_rows(options.run_dir, scripts) if os.path.isdir(options.run_dir) else {}
+    fresh = mujoco_rows(options.run_dir, scripts, tasks) if os.path.isdir(options.run_dir) else {}
     if not fresh:
-        sys.exit(f"benchmark.py: error: no finished MuJoCo runs of {scripts} in {options.run_dir}")
+        sys.exit(f"benchmark.py: error: no finished {name} runs of {scripts} in {options.run_dir}")
     print(markdown(MUJOCO_COLUMNS, MUJOCO_ALIGN, ordered(fresh)))
     lines = []
     for path in options.out:
-        if not os.path.exists(path) or "mujoco" not in regions(open(path).read()):
-            sys.exit(f"benchmark.py: error: {path} has no region <!-- benchmark:mujoco --> ... <!-- /benchmark -->")
+        if not os.path.exists(path) or suite not in regions(open(path).read()):
+            sys.exit(f"benchmark.py: error: {path} has no region <!-- benchmark:{suite} --> ... <!-- /benchmark -->")
         text = open(path).read()
-        have = parse_rows(regions(text)["mujoco"], MUJOCO_COLUMNS)
+        have = parse_rows(regions(text)[suite], MUJOCO_COLUMNS)
         if options.check:
-            lines += [f"{path}, MuJoCo, {key[0]} on {key[1]}: " + ("not in the file" if key not in have else "; ".join(
+            lines += [f"{path}, {name}, {key[0]} on {key[1]}: " + ("not in the file" if key not in have else "; ".join(
                 f"{column}: {a!r} in the file, {b!r} from the runs"
                 for column, a, b in zip(MUJOCO_COLUMNS, have[key], row) if a != b))
                 for key, row in fresh.items() if have.get(key) != row]
             continue
         with open(path, "w") as f:
-            f.write(replace_regions(text, {"mujoco": markdown(MUJOCO_COLUMNS, MUJOCO_ALIGN, ordered(have | fresh))}))
-        print(f"wrote {path}: the region mujoco")
+            f.write(replace_regions(text, {suite: markdown(MUJOCO_COLUMNS, MUJOCO_ALIGN, ordered(have | fresh))}))
+        print(f"wrote {path}: the region {suite}")
     for line in lines:
         print(line)
     if lines:
-        sys.exit(f"{len(lines)} MuJoCo row{' differs' if len(lines) == 1 else 's differ'} from the runs in "
+        sys.exit(f"{len(lines)} {name} row{' differs' if len(lines) == 1 else 's differ'} from the runs in "
                  f"{options.run_dir}")
 
 
@@ -463,15 +480,18 @@ def main():
     parser.add_argument("--scripts", nargs="*", default=[s for s in TASKS if os.path.exists(f"{ROOT}/{s}.py")],
                         help="scripts to train, write or check (default: every algorithm script present)")
     parser.add_argument("--envs", nargs="*", help="envs to train on (default: each script's default tasks)")
-    parser.add_argument("--seeds", nargs="*", type=int, default=list(range(1, 11)), help="tuning seeds")
+    parser.add_argument("--seeds", nargs="*", type=int,
+                        help="tuning seeds (default: 1-10; --mujoco and --minatar: their own, see above)")
     parser.add_argument("--held-out-seeds", nargs="*", type=int,
                         help="seeds never used for tuning, run into RUN_DIR/held-out and given their own table "
                              "(default: 101-110; trpo: 111-120)")
     parser.add_argument("--run-dir", default=os.path.join("runs", "benchmark"))
     parser.add_argument("--procs", type=int, default=os.cpu_count(), help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="one seed, short budgets: a few minutes in all")
-    parser.add_argument("--mujoco", action="store_true",
+    parser.add_argument("--mujoco", action="store_const", const="mujoco", dest="suite",
                         help="the MuJoCo tasks of MUJOCO_TASKS, seeds 1-3, into runs/mujoco and the region mujoco")
+    parser.add_argument("--minatar", action="store_const", const="minatar", dest="suite",
+                        help="the MinAtar games of MINATAR_TASKS, into runs/minatar and the region minatar")
     parser.add_argument("--summarize-only", action="store_true", help="no training: the tables of existing runs")
     parser.add_argument("--check", action="store_true",
                         help="no training, no writing: exit 1 naming each row of --out that differs from the runs")
@@ -482,13 +502,12 @@ def main():
     unknown = [s for s in options.scripts if s not in TASKS]
     if unknown:
         sys.exit(f"benchmark.py: error: unknown scripts {unknown}; choose from {list(TASKS)}")
-    if options.mujoco:
-        if options.seeds == list(range(1, 11)):
-            options.seeds = MUJOCO_SEEDS
+    if options.suite:
         if options.run_dir == os.path.join("runs", "benchmark"):
-            options.run_dir = os.path.join("runs", "mujoco")
+            options.run_dir = os.path.join("runs", options.suite)
         options.out = options.out or [os.path.join(ROOT, "RESULTS.md"), os.path.join(ROOT, "README.md")]
-        return mujoco_main(options)
+        return suite_main(options)
+    options.seeds = options.seeds or list(range(1, 11))
     if options.quick:
         options.seeds, options.held_out_seeds = options.seeds[:1], []
         options.run_dir = os.path.join(options.run_dir, "quick")

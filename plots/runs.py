@@ -1,7 +1,7 @@
 """Reading run folders: shared by plot.py and benchmark.py.
 
-A run folder is `{run_dir}/{env_id}__{exp_name}__{seed}__{unix_time}/` with args.json, episodes.csv,
-metrics.csv, eval_curve.csv (the greedy curve: a test of the deterministic policy every `eval_every` steps;
+A run folder is `{run_dir}/{env_id}__{exp_name}__{seed}__{unix_time}/` (a `/` in env_id written `-`) with args.json,
+episodes.csv, metrics.csv, eval_curve.csv (the greedy curve: a test of the deterministic policy every `eval_every` steps;
 folders written before it existed have none) and, once training finished, eval.json and model.pt (see the
 README's section on the layout of a script). The experiment name is a script's `--exp-name` (default: the
 script's name); args.json holds it as "exp_name" and the script as "script". Folders written before those keys
@@ -120,7 +120,7 @@ def read_run(path: str):
     curve_path = os.path.join(path, "eval_curve.csv")
     curve = read_columns(curve_path) if os.path.exists(curve_path) else {}
     empty = np.zeros(0)
-    return Run(path, env_id, args.get("exp_name") or name, args.get("script") or name, seed,
+    return Run(path, args.get("env_id") or env_id, args.get("exp_name") or name, args.get("script") or name, seed,
                episodes["global_step"], episodes["episodic_return"], episodes["wall_time"], evaluation,
                *(curve.get(column, empty) for column in ("global_step", "eval_mean", "eval_std", "wall_time",
                                                           "eval_time")),

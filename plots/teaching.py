@@ -108,8 +108,8 @@ def load_q_network(run_path: str):
     args = checkpoint["args"]
     script = checkpoint.get("script") or os.path.basename(run_path.rstrip(os.sep)).split("__")[1]  # older runs
     module = import_script(script)
-    env = gym.make(args["env_id"])
-    q_network = module.QNetwork(env.observation_space.shape[0], int(env.action_space.n), args["hidden_size"])
+    env = module.make_env(args["env_id"], training=False)  # MinAtar's and Atari's too, as the run saw them
+    q_network = module.QNetwork(env.observation_space, int(env.action_space.n), args["hidden_size"])
     env.close()
     q_network.load_state_dict(checkpoint["q_network"])
     return q_network.eval(), args

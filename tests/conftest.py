@@ -182,11 +182,18 @@ class CountValue(torch.nn.Module):
         return obs[..., 0] + 0.0 * self.bias
 
 
+def observations(network_class, obs_dim: int):
+    """The first argument of a script's actor or value class for flat observations of obs_dim numbers: the
+    observation space for the classes that take it (ppo.py's, which read images too), else obs_dim."""
+    takes_space = "observation_space" in inspect.signature(network_class).parameters
+    return gym.spaces.Box(-np.inf, np.inf, (obs_dim,)) if takes_space else obs_dim
+
+
 def linear_actor_and_value(actor_class, value_class):
     """A script's own Categorical actor and value classes with their networks swapped for linear maps without
     bias, logits = W s and V(s) = w · s, whose losses a test can write out in a line each."""
-    actor = actor_class(obs_dim=2, n_actions=2, hidden_size=1, log_std_init=0.0)
-    value = value_class(obs_dim=2, hidden_size=1)
+    actor = actor_class(observations(actor_class, 2), n_actions=2, hidden_size=1, log_std_init=0.0)
+    value = value_class(observations(value_class, 2), hidden_size=1)
     actor.logits, value.net = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         actor.logits.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.8]]))

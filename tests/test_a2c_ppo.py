@@ -15,7 +15,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import a2c
 import a3c
 import ppo
-from conftest import TIME_LIMIT, CountValue, linear_actor_and_value, reference_gae
+from conftest import TIME_LIMIT, CountValue, linear_actor_and_value, observations, reference_gae
 
 BOTH = pytest.mark.parametrize("module", [a2c, ppo], ids=["a2c", "ppo"])
 
@@ -125,7 +125,8 @@ def test_gaussian_log_prob_and_entropy(module):
 @BOTH
 def test_gaussian_actor_uses_the_unclipped_sample_and_the_env_gets_it_clipped(module):
     torch.manual_seed(0)
-    actor = module.GaussianActor(obs_dim=3, action_dim=1, hidden_size=8, log_std_init=1.0)  # σ = e: wide
+    actor = module.GaussianActor(observations(module.GaussianActor, 3), action_dim=1, hidden_size=8,
+                                 log_std_init=1.0)  # σ = e: wide
     obs = torch.zeros(500, 3)
     with torch.no_grad():
         actions, log_probs = actor.sample(obs)

@@ -166,8 +166,9 @@ def watch_train(run_id: str, run_dir) -> Watch:
             q = super().forward(obs)
             return -q if self is watch.copied_into else q  # the target network prefers the worst action
 
-    def make_env(env_id):
-        return ActingSpy(original["make_env"](env_id), watch, "train")
+    def make_env(env_id, training=True, **options):  # evaluate()'s envs (training=False) are watched below
+        env = original["make_env"](env_id, training, **options)
+        return ActingSpy(env, watch, "train") if training else env
 
     def evaluate(policy, new_env, episodes, seed):
         watch.phase = "eval"
@@ -338,9 +339,9 @@ def numbered_buffer(name: str, capacity: int, count: int):
     an empty slot holds [0, 0])."""
     module = importlib.import_module(name)
     if hasattr(module, "PrioritizedReplayBuffer"):
-        buffer = module.PrioritizedReplayBuffer(capacity, obs_dim=2, alpha=0.6, eps=1e-6)
+        buffer = module.PrioritizedReplayBuffer(capacity, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=0.6, eps=1e-6)
     else:
-        buffer = module.ReplayBuffer(capacity, obs_dim=2)
+        buffer = module.ReplayBuffer(capacity, gym.spaces.Box(-np.inf, np.inf, (2,)))
     for k in range(1, count + 1):
         transition = (np.array([k, 1.0]), 0, 0.0, np.array([k + 1, 1.0]), False)
         buffer.add(*transition, *([1] if name == "rainbow" else []))
@@ -409,7 +410,7 @@ def test_a_new_transition_enters_at_the_largest_priority_seen_so_far(name):
     """PER-1: a new transition gets the largest priority so far, so that it is replayed soon, also after
     updates raised the priorities above the starting 1. Catches the running maximum never updated."""
     module = importlib.import_module(name)
-    buffer = module.PrioritizedReplayBuffer(8, 2, alpha=0.5, eps=1e-6)
+    buffer = module.PrioritizedReplayBuffer(8, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=0.5, eps=1e-6)
     extra = (1,) if name == "rainbow" else ()  # rainbow's transitions also keep their n-step count
     for _ in range(3):
         buffer.add(np.zeros(2), 0, 1.0, np.zeros(2), False, *extra)

@@ -101,7 +101,7 @@ def test_update_is_one_gradient_step_on_the_td_error():
     for j in range(3):
         expected[actions[j]] -= lr * 2 * errors[j] * obs[j] / 3
     loss, q_values = dqn.update(online, target, torch.optim.SGD(online.parameters(), lr=lr),
-                                (obs, actions, rewards, next_obs, terminated), gamma)
+                                (obs, actions, rewards, next_obs, terminated), gamma, huber=False)
     assert torch.allclose(online.weight, expected, atol=1e-6)
     assert torch.equal(target.weight, W_target), "the update must not touch the target network"
     assert loss.item() == pytest.approx((errors ** 2).mean().item(), rel=1e-5)
@@ -114,11 +114,11 @@ def test_train_passes_gamma_and_copies_the_online_network_into_the_target(monkey
     it does change (DQN-5)."""
     calls, rates, original = [], [], dqn.update
 
-    def spy(q_network, target_network, optimizer, batch, gamma):
+    def spy(q_network, target_network, optimizer, batch, gamma, huber):
         calls.append((gamma, nn.utils.parameters_to_vector(q_network.parameters()).detach().clone(),
                       nn.utils.parameters_to_vector(target_network.parameters()).detach().clone()))
         rates.append(optimizer.param_groups[0]["lr"])
-        return original(q_network, target_network, optimizer, batch, gamma)
+        return original(q_network, target_network, optimizer, batch, gamma, huber)
 
     monkeypatch.setattr(dqn, "update", spy)
     dqn.train(dqn.Args(total_timesteps=400, learning_starts=100, batch_size=16, buffer_size=400, train_frequency=4,

@@ -5,6 +5,7 @@ import csv
 import importlib
 import os
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -53,7 +54,7 @@ def test_double_dqn_target_stops_at_termination_and_has_no_gradient():
 @pytest.fixture
 def dueling_batch():
     torch.manual_seed(0)
-    net = dueling_dqn.QNetwork(obs_dim=3, n_actions=4, hidden_size=16)
+    net = dueling_dqn.QNetwork(gym.spaces.Box(-np.inf, np.inf, (3,)), n_actions=4, hidden_size=16)
     obs = torch.randn(5, 3)
     with torch.no_grad():
         net.advantage.bias.add_(2.0)  # make mean_a A clearly nonzero, so a missing "− mean" shows
@@ -119,7 +120,7 @@ def test_sum_tree_finds_the_leaf_where_a_value_falls():
 
 def filled_buffer(td_errors, capacity=8):
     """A prioritized buffer with one transition per TD error, whose priorities come from those errors."""
-    buffer = per_dqn.PrioritizedReplayBuffer(capacity, obs_dim=2, alpha=ALPHA, eps=EPS)
+    buffer = per_dqn.PrioritizedReplayBuffer(capacity, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=ALPHA, eps=EPS)
     for i in range(len(td_errors)):
         buffer.add(np.array([i, 1.0]), 0, 1.0, np.array([i + 1, 1.0]), False)
     buffer.update_priorities(np.arange(len(td_errors)), np.array(td_errors))
@@ -166,7 +167,7 @@ def test_equal_priorities_give_uniform_weights():
 
 
 def test_a_new_transition_gets_the_largest_priority_so_far():
-    buffer = per_dqn.PrioritizedReplayBuffer(4, obs_dim=2, alpha=ALPHA, eps=EPS)
+    buffer = per_dqn.PrioritizedReplayBuffer(4, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=ALPHA, eps=EPS)
     buffer.add(np.zeros(2), 0, 0.0, np.zeros(2), False)
     assert buffer.tree.get(np.array([0])) == pytest.approx(1.0)  # nothing seen yet: priority 1
     buffer.add(np.zeros(2), 0, 0.0, np.zeros(2), False)

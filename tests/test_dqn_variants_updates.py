@@ -11,6 +11,7 @@ and for PER the importance weights, the annealed β and the new priorities.
 
 import inspect
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -55,7 +56,8 @@ def expected_linear_step(weight, y, importance=torch.ones(3)):
 def run_linear_update(module, *weights):
     """module.update() once on BATCH with linear networks and SGD; returns the networks and what it returned."""
     online, target = linear_q(ONLINE_W), linear_q(TARGET_W)
-    returned = module.update(online, target, torch.optim.SGD(online.parameters(), lr=LR), BATCH, *weights, GAMMA)
+    returned = module.update(online, target, torch.optim.SGD(online.parameters(), lr=LR), BATCH, *weights, GAMMA,
+                             huber=False)
     return online, target, returned
 
 
@@ -109,9 +111,9 @@ def test_per_update_is_an_importance_weighted_squared_error_step_and_returns_y_m
 def dueling_network(value_w, value_b, advantage_w, advantage_b):
     """A dueling network with 2 inputs, 2 hidden units and 3 actions whose shared layers are the identity (zero
     bias), so that for s >= 0 the features are s itself and Q(s, a) = v·s + b_v + A_a·s + b_a − mean_a'(A_a'·s + b_a')."""
-    net = dueling_dqn.QNetwork(obs_dim=2, n_actions=3, hidden_size=2)
+    net = dueling_dqn.QNetwork(gym.spaces.Box(-np.inf, np.inf, (2,)), n_actions=3, hidden_size=2)
     with torch.no_grad():
-        for layer in (net.net[0], net.net[2]):
+        for layer in (net.torso[0], net.torso[2]):
             layer.weight.copy_(torch.eye(2))
             layer.bias.zero_()
         net.value.weight.copy_(torch.tensor([value_w]))
@@ -154,7 +156,7 @@ def test_dueling_update_steps_the_value_and_advantage_streams_through_the_mean_s
         "advantage.bias": advantage_b - LR * (centred * g.unsqueeze(1)).sum(0),
     }
     heads = [*online.value.parameters(), *online.advantage.parameters()]  # the shared layers hold still
-    loss, q_values = dueling_dqn.update(online, target, torch.optim.SGD(heads, lr=LR), BATCH, GAMMA)
+    loss, q_values = dueling_dqn.update(online, target, torch.optim.SGD(heads, lr=LR), BATCH, GAMMA, huber=False)
     for name, value in expected.items():
         assert torch.allclose(online.state_dict()[name], value.reshape(online.state_dict()[name].shape),
                               atol=1e-6), name
@@ -194,7 +196,8 @@ def spy_on_train(module, monkeypatch, tmp_path, **overrides):
                        target_network_frequency=40, gamma=0.77, learning_rate=0.004, hidden_size=16,
                        eval_episodes=1, run_dir=str(tmp_path), cuda=False, save_model=False, **overrides)
     module.train(args)
-    return args, calls
+    # the settings as train() resolved them (ENV_DEFAULTS fills in those left at None)
+    return module.with_env_defaults(args, gym.make("CartPole-v1")), calls
 
 
 def update_steps(args):

@@ -12,8 +12,9 @@ import pytest
 from conftest import ROOT
 
 SHARED_MARKER = "# From here to the end, every script of this repository has the same lines"
-SHARED_LIMIT = 176  # lines of the shared block (issue 25: 276 -> 140; issue 27 added the test sets, the curve and
-# the side-by-side evaluation)
+SHARED_LIMIT = 225  # lines of the shared block (issue 25: 276 -> 140; issue 27 added the test sets, the curve and
+# the side-by-side evaluation; issue 29 the Atari and MinAtar envs in make_env, and Atari's life-loss episodes, which
+# gymnasium's own flag gets wrong for DQN: it restarts the game at each lost life)
 WIDTH = 100  # characters per line of a script, so that it reads beside a slide
 BOOKKEEPING_MARKER = "# Bookkeeping. A first reading can stop here"
 TOOLS = {"evaluate"}  # the optional tool beside the scripts: not an algorithm script
@@ -69,7 +70,8 @@ def test_train_is_short(name):
     tree = ast.parse(source(name))
     train = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train")
     lines = [line for line in source(name).splitlines()[train.lineno - 1:train.end_lineno] if line.strip()]
-    limit = 64 if name in SHORT_TRAIN else 100  # 60, issue 27's curve (rainbow: 3 lines), greedy of a batch
+    # 60, issue 27's curve (rainbow: 3 lines), greedy of a batch; rainbow one more for Adam's ε (issue 29)
+    limit = (65 if name == "rainbow" else 64) if name in SHORT_TRAIN else 100
     assert len(lines) <= limit, f"train() of {name}.py has {len(lines)} lines, more than {limit}"
 
 
@@ -94,7 +96,7 @@ def test_docstring_lists_the_steps_the_code_tags(name):
     assert listed <= tagged, f"steps listed in the docstring but tagged nowhere in the code: {listed - tagged}"
 
 
-def test_the_shared_block_is_at_most_176_lines():
+def test_the_shared_block_is_at_most_SHARED_LIMIT_lines():
     lines = shared_part(source("dqn")).splitlines()
     assert len(lines) <= SHARED_LIMIT, f"the shared block has {len(lines)} lines, more than {SHARED_LIMIT}"
 
@@ -115,10 +117,11 @@ def test_lines_fit_beside_a_slide(name):
     assert not wide, f"{name}.py has lines longer than {WIDTH} characters: {wide[:10]}"
 
 
-@pytest.mark.parametrize("function", ["with_env_defaults", "whole_rollouts"])
+@pytest.mark.parametrize("function", ["with_env_defaults", "whole_rollouts", "Pixels", "torso"])
 def test_helpers_shared_by_some_scripts_are_identical_where_they_are(function):
-    """with_env_defaults (the scripts with ENV_DEFAULTS) and whole_rollouts (the scripts whose budget is
-    counted in rollouts) sit outside the shared block, in the scripts that need them: the same lines."""
+    """with_env_defaults (the scripts with ENV_DEFAULTS), whole_rollouts (the scripts whose budget is counted in
+    rollouts) and Pixels and torso (the scripts that read images) sit outside the shared block, in the scripts
+    that need them: the same lines."""
     copies = {name: "\n".join(definitions(source(name))[function]) for name in SCRIPTS
               if function in definitions(source(name))}
     assert len(copies) >= 2, f"{function} is in fewer than two scripts: {list(copies)}"

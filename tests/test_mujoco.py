@@ -16,6 +16,7 @@ from conftest import read_csv
 BOX_SCRIPTS = ["ddpg", "td3", "sac", "ppo", "trpo", "a2c", "a3c", "reinforce"]
 TASKS = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Swimmer", "Humanoid")
 RECORD = {"row": "MuJoCo", "tuned_on": ", ".join(TASKS), "borrowed": False}
+IMAGE_ROWS = {"ppo": {"MinAtar": ("MinAtar/",), "Atari": ("ALE/",)}}  # the rows of its images (tests/test_pixels.py)
 
 # What each script resolves on a MuJoCo task with no other flag: the row and the plain defaults that mean the same
 # there, written out here (not read from the scripts) so that an edit of a row fails until this is edited too.
@@ -112,8 +113,10 @@ def resolved(args) -> dict:
 def test_every_box_script_has_the_one_shared_mujoco_row():
     for name in BOX_SCRIPTS:
         mod = module(name)
-        assert [row for row in mod.ENV_DEFAULTS if row not in ("CartPole-v1", "Pendulum-v1")] == ["MuJoCo"], name
-        assert mod.SHARED_ROWS == {"MuJoCo": TASKS}, name
+        images = IMAGE_ROWS.get(name, {})
+        others = [row for row in mod.ENV_DEFAULTS if row not in ("CartPole-v1", "Pendulum-v1", *images)]
+        assert others == ["MuJoCo"], name
+        assert mod.SHARED_ROWS == {"MuJoCo": TASKS, **images}, name
         assert mod.TUNED_ON[gym.spaces.Box] == "Pendulum-v1", name
 
 

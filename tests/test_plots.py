@@ -27,7 +27,7 @@ def fake_run(run_dir, env_id, script, seed, stamp, returns, eval_mean=None, exp_
     write them now, and the folder is named after exp_name; without, args.json has only settings, as before.
     With curve, a list of (global_step, eval_mean, eval_std, wall_time, eval_time) rows, it has eval_curve.csv
     (the greedy curve); without, none, as runs written before it."""
-    path = os.path.join(run_dir, f"{env_id}__{exp_name or script}__{seed}__{stamp}")
+    path = os.path.join(run_dir, f"{env_id.replace('/', '-')}__{exp_name or script}__{seed}__{stamp}")
     os.makedirs(path)
     args = {"env_id": env_id, "seed": seed} | ({"exp_name": exp_name, "script": script} if exp_name else {})
     json.dump(args, open(os.path.join(path, "args.json"), "w"))
@@ -191,8 +191,8 @@ class FakeScript:
     def __init__(self, returns_from):
         self.returns_from, self.calls = returns_from, []
 
-    def make_env(self, env_id):
-        return gym.make(env_id)
+    def make_env(self, env_id, training=True, **options):
+        return gym.make(env_id, **options)
 
     def saved_policy(self, saved, args, env, device):
         return lambda obs: 0
@@ -334,6 +334,29 @@ def test_mujoco_table_gives_each_seed_its_spread_and_the_greedy_curve_after_an_h
     status, printed = run_benchmark(monkeypatch, "--mujoco", "--scripts", "sac", "--check", "--run-dir", folder,
                                     "--out", results)
     assert status == 0
+
+
+def test_minatar_suite_trains_its_games_with_its_seeds_and_writes_its_own_region(tmp_path, monkeypatch):
+    """--minatar: dqn, rainbow and ppo on seeds 1-3, the other DQN variants on seed 1, each on the games of
+    MINATAR_TASKS, one torch thread a run; the table goes into the region minatar, not mujoco."""
+    folder, jobs = str(tmp_path / "minatar"), []
+    monkeypatch.setattr(benchmark, "train_one", lambda *job: (jobs.append(job[:3]),
+                                                              mujoco_run(folder, job[1], job[0], job[2], 5.0, 1.0, 60.0),
+                                                              0)[-1])
+    results = str(tmp_path / "RESULTS.md")
+    with open(results, "w") as f:
+        f.write("<!-- benchmark:minatar -->\n<!-- /benchmark -->\n<!-- benchmark:mujoco -->\n<!-- /benchmark -->\n")
+    status, _ = run_benchmark(monkeypatch, "--minatar", "--scripts", "dqn", "per_dqn", "ppo", "--run-dir", folder,
+                              "--procs", "1", "--out", results)
+    assert status in (0, None)
+    assert sorted(jobs) == sorted([("dqn", game, seed) for game in ("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1")
+                                   for seed in (1, 2, 3)] + [("ppo", "MinAtar/Breakout-v1", seed) for seed in (1, 2, 3)]
+                                  + [("per_dqn", "MinAtar/Breakout-v1", 1)])
+    regions = benchmark.regions(open(results).read())
+    table = benchmark.parse_rows(regions["minatar"], benchmark.MUJOCO_COLUMNS)
+    assert set(table) == {("dqn", "MinAtar/Breakout-v1"), ("dqn", "MinAtar/SpaceInvaders-v1"),
+                          ("ppo", "MinAtar/Breakout-v1"), ("per_dqn", "MinAtar/Breakout-v1")}
+    assert table[("dqn", "MinAtar/Breakout-v1")][2] == "3" and not regions["mujoco"].strip()
 
 
 def outside_regions(text):

@@ -202,7 +202,7 @@ def test_noisy_layer_shapes_initialization_and_factorized_weight_noise():
 
 def noisy_rainbow_network():
     torch.manual_seed(1)
-    return rainbow.QNetwork(obs_dim=4, n_actions=3, hidden_size=8, support=torch.linspace(-1.0, 1.0, 5),
+    return rainbow.QNetwork(gym.spaces.Box(-np.inf, np.inf, (4,)), n_actions=3, hidden_size=8, support=torch.linspace(-1.0, 1.0, 5),
                             dueling=True, noisy=True, sigma0=0.5)
 
 
@@ -218,7 +218,7 @@ def test_eval_mode_is_noise_free_and_uses_the_mean_weights():
     net.reset_noise()
     assert torch.equal(net(obs), first), "eval mode must not depend on the noise"
     # the same network built of plain linear layers holding the means μ gives the same Q
-    plain = rainbow.QNetwork(obs_dim=4, n_actions=3, hidden_size=8, support=torch.linspace(-1.0, 1.0, 5),
+    plain = rainbow.QNetwork(gym.spaces.Box(-np.inf, np.inf, (4,)), n_actions=3, hidden_size=8, support=torch.linspace(-1.0, 1.0, 5),
                              dueling=True, noisy=False)
     means = {name.replace("_mu", ""): value for name, value in net.state_dict().items() if "sigma" not in name}
     plain.load_state_dict(means)
@@ -265,7 +265,7 @@ def test_dueling_logits_are_value_plus_centred_advantage_per_atom():
     net.eval()
     with torch.no_grad():
         net.advantage.bias_mu.add_(2.0)  # mean_a A clearly nonzero, so that a missing "− mean" shows
-        features = net.net(obs)
+        features = net.torso(obs)
         value = F.linear(features, net.value.weight_mu, net.value.bias_mu).view(6, 1, 5)
         advantage = F.linear(features, net.advantage.weight_mu, net.advantage.bias_mu).view(6, 3, 5)
         logits = net.logits(obs)
@@ -295,9 +295,9 @@ THREE_ATOMS = torch.tensor([-1.0, 0.0, 1.0])
 def network_with_identity_layers(heads: dict, support=None, dueling=False):
     """A QNetwork with 2 inputs and 2 actions whose shared layers are the identity (zero bias): for s >= 0 the
     features are s itself, and the heads are linear in s."""
-    net = rainbow.QNetwork(obs_dim=2, n_actions=2, hidden_size=2, support=support, dueling=dueling)
+    net = rainbow.QNetwork(gym.spaces.Box(-np.inf, np.inf, (2,)), n_actions=2, hidden_size=2, support=support, dueling=dueling)
     with torch.no_grad():
-        for layer in (net.net[0], net.net[2]):
+        for layer in (net.torso[0], net.torso[2]):
             layer.weight.copy_(torch.eye(2))
             layer.bias.zero_()
         for name, value in heads.items():
@@ -454,7 +454,8 @@ def spy_on_train(monkeypatch, tmp_path, **overrides):
                     target_network_frequency=40, gamma=0.77, learning_rate=0.004, hidden_size=16, eval_episodes=1,
                     log_frequency=40,
                     run_dir=str(tmp_path), cuda=False, save_model=False)
-    args = rainbow.Args(**(settings | overrides))
+    # the settings as train() resolves them (ENV_DEFAULTS fills in those left at None)
+    args = rainbow.with_env_defaults(rainbow.Args(**(settings | overrides)), gym.make("CartPole-v1"))
     run_dir = rainbow.train(args)["run_dir"]
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
         metrics = list(csv.DictReader(f))
@@ -563,7 +564,7 @@ def test_the_sum_tree_is_per_dqns():
 
 def test_a_new_transition_gets_the_largest_priority_so_far_and_keeps_its_steps():
     alpha, eps = 0.5, 1e-3
-    buffer = rainbow.PrioritizedReplayBuffer(4, obs_dim=2, alpha=alpha, eps=eps)
+    buffer = rainbow.PrioritizedReplayBuffer(4, gym.spaces.Box(-np.inf, np.inf, (2,)), alpha=alpha, eps=eps)
     buffer.add(np.zeros(2), 0, 0.0, np.zeros(2), False, 3)
     assert buffer.tree.get(np.array([0])) == pytest.approx(1.0)  # nothing seen yet: priority 1
     buffer.add(np.zeros(2), 0, 0.0, np.zeros(2), False, 2)
@@ -579,7 +580,7 @@ def test_a_new_transition_gets_the_largest_priority_so_far_and_keeps_its_steps()
 def test_a_full_buffer_overwrites_its_oldest_transitions_and_their_priorities():
     """A ring: transition 6 of a buffer of 4 lands in slot 1 (after 4 in slot 3 and 5 in slot 0), replacing
     transition 2 there, priority included; the size stays 4."""
-    buffer = rainbow.PrioritizedReplayBuffer(4, obs_dim=1, alpha=1.0, eps=0.0)
+    buffer = rainbow.PrioritizedReplayBuffer(4, gym.spaces.Box(-np.inf, np.inf, (1,)), alpha=1.0, eps=0.0)
     for k in range(1, 5):
         buffer.add(np.array([k]), 0, float(k), np.array([k]), False, 1)
     buffer.update_priorities(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]))
@@ -596,7 +597,7 @@ def test_a_full_buffer_overwrites_its_oldest_transitions_and_their_priorities():
 def test_draws_are_stratified_one_in_each_equal_segment_of_the_priority_mass():
     """With 8 transitions of equal priority and a batch of 8, the PER paper's stratified draw takes one value in
     each eighth of [0, Σ p^α): every transition exactly once, whatever the random numbers."""
-    buffer = rainbow.PrioritizedReplayBuffer(8, obs_dim=1, alpha=0.5, eps=1e-6)
+    buffer = rainbow.PrioritizedReplayBuffer(8, gym.spaces.Box(-np.inf, np.inf, (1,)), alpha=0.5, eps=1e-6)
     for k in range(8):
         buffer.add(np.array([k]), 0, 0.0, np.array([k]), False, 1)
     for seed in range(5):

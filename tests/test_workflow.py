@@ -2,6 +2,7 @@
 and compare runs (--exp-name), and a command line that reads the same in every script."""
 
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -121,15 +122,23 @@ def test_every_boolean_is_a_flag_pair(script, monkeypatch):
 
 
 PER_ENV = [s for s in SCRIPTS if hasattr(s.module(), "ENV_DEFAULTS")]
+# A game of each namespace that a row stands for (SHARED_ROWS), and the optional package that brings its envs
+NAMESPACE_GAMES = {"MinAtar/": ("MinAtar/Breakout-v1", "minatar"), "ALE/": ("ALE/Pong-v5", "ale_py")}
 
 
 @pytest.mark.parametrize("script", PER_ENV, ids=[s.name for s in PER_ENV])
 def test_per_env_defaults_fill_what_the_command_line_leaves_and_say_so(script, capsys, monkeypatch):
     """Filled in before parsing, so that --help shows the values a run would use, not None. A row shared by
-    several tasks (SHARED_ROWS: "MuJoCo") is tried on its first task."""
+    several tasks (SHARED_ROWS: "MuJoCo") is tried on its first task, a namespace's row ("MinAtar", "Atari") on
+    one of its games, when its optional package is installed."""
     module = script.module()
     for row in module.ENV_DEFAULTS:
-        env_id = f"{module.SHARED_ROWS[row][0]}-v5" if row in module.SHARED_ROWS else row
+        task = module.SHARED_ROWS[row][0] if row in module.SHARED_ROWS else None
+        env_id = f"{task}-v5" if task else row
+        if task in NAMESPACE_GAMES:
+            env_id, package = NAMESPACE_GAMES[task]
+            if importlib.util.find_spec(package) is None:
+                continue
         args = parse(module, ["--env-id", env_id, "--total-timesteps=1234"], monkeypatch)
         assert None not in [getattr(args, field.name) for field in fields(module.Args)
                             if field.name not in ("eval_episodes", "eval_every")]  # Run fills these in
