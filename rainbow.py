@@ -241,9 +241,9 @@ class NoisyLinear(nn.Module):
         self.register_buffer("epsilon_out", torch.zeros(out_features), persistent=False)
         self.reset_noise()
 
-    def reset_noise(self):
-        self.epsilon_in = factorized_noise(len(self.epsilon_in), self.epsilon_in.device)
-        self.epsilon_out = factorized_noise(len(self.epsilon_out), self.epsilon_out.device)
+    def reset_noise(self):  # in place: the buffers stay the same tensors
+        self.epsilon_in.copy_(factorized_noise(len(self.epsilon_in), self.epsilon_in.device))
+        self.epsilon_out.copy_(factorized_noise(len(self.epsilon_out), self.epsilon_out.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # RAINBOW-6: the evaluation uses the means only
@@ -252,6 +252,16 @@ class NoisyLinear(nn.Module):
         weight_epsilon = torch.outer(self.epsilon_out, self.epsilon_in)
         return F.linear(x, self.weight_mu + self.weight_sigma * weight_epsilon,
                         self.bias_mu + self.bias_sigma * self.epsilon_out)
+
+
+def on_means(q_network: nn.Module, act):
+    """act(obs) with q_network in eval mode, where its noisy layers are the means μ (RAINBOW-6)."""
+    def act_on_means(obs):
+        q_network.eval()
+        action = act(obs)
+        q_network.train()
+        return action
+    return act_on_means
 
 
 class Pixels(nn.Module):
@@ -584,6 +594,7 @@ def train(args: Args) -> dict:
         q_values = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device))
         return q_values.argmax(-1).cpu().numpy()
 
+    greedy_on_means = on_means(q_network, greedy)  # RAINBOW-6: evaluations act without noise
     with Run(args, env, device, args.total_timesteps,
              ["td_loss", "q_mean", "epsilon", "weight_mean", "beta"]) as run:
         run.save(q_network=q_network)
@@ -625,9 +636,7 @@ def train(args: Args) -> dict:
 
             if global_step % args.target_network_frequency == 0:  # DQN-5: copy φ into φ'
                 target_network.load_state_dict(q_network.state_dict())
-            q_network.eval()  # RAINBOW-6: evaluations act on the means μ, without noise
-            run.curve(global_step, greedy)  # eval_curve.csv, every eval_every steps
-            q_network.train()
+            run.curve(global_step, greedy_on_means)  # eval_curve.csv, every eval_every steps
         q_network.eval()
         return run.evaluate(global_step, greedy)
 

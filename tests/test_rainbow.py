@@ -188,7 +188,7 @@ def test_noisy_layer_shapes_initialization_and_factorized_weight_noise():
         layer.weight_sigma.mul_(torch.rand(4, 3) + 0.5)
     x = torch.randn(5, 3)
     # y_o = Σ_i (μ_oi + σ_oi ε_out_o ε_in_i) x_i + μ_o + σ_o ε_out_o, written element by element
-    e_in, e_out = layer.epsilon_in, layer.epsilon_out
+    e_in, e_out = layer.epsilon_in.clone(), layer.epsilon_out.clone()
     expected = torch.zeros(5, 4)
     for o in range(4):
         for i in range(3):
