@@ -15,6 +15,11 @@ Writes, for the scripts whose runs it finds (mean over seeds as a line, min..max
       3 budgets × 8 seeds (48 short runs, about 2 minutes on one core; they are kept under --toy-run-dir and
       reused next time), and their estimates of Q(A, left) and max_a Q(B, a) and their choices in A are set
       against the exact values;
+- teaching_overestimation_minatar.png: the same measure as (a) on the MinAtar games of PIXEL_VALUE_ENVS
+  (van Hasselt et al. 2016 showed it on Atari), from the dqn and double_dqn runs of `benchmark.py --minatar`
+  under --minatar-run-dir: max_a Q(s, a) of the states the final greedy policy visits in 20 seeded episodes
+  (every 10th) against one Monte-Carlo rollout of that policy from a copy of each state, and each run's
+  mean gap as a share of its mean return; skipped with one line when there are no such runs;
 - teaching_ppo_kl_clip.png: PPO's approximate KL and clip fraction over training, per env (lecture 7,
   "PPO-Clip");
 - teaching_sac_alpha_entropy.png: SAC's temperature α and its policy's entropy (lecture 7, "Soft
@@ -73,6 +78,7 @@ from runs import THRESHOLDS, group, load_runs, read_columns, read_run, stamp_of 
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 DQN_SCRIPTS = ("dqn", "double_dqn")
+PIXEL_VALUE_ENVS = ("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1")  # benchmark.py --minatar's games
 
 
 def metric_series(runs: list, column: str) -> list:
@@ -101,13 +107,18 @@ def save(fig, path: str):
 # ---------------------------------------------------------------------------------------------------
 # Over-estimation, part 1: Q estimates against Monte-Carlo returns of the same policy from the same states
 # ---------------------------------------------------------------------------------------------------
+def script_of(run_path: str, checkpoint: dict = None) -> str:
+    """The script that wrote a run folder: model.pt names it; older runs only in the folder's name."""
+    checkpoint = checkpoint or torch.load(os.path.join(run_path, "model.pt"), weights_only=True)
+    return checkpoint.get("script") or os.path.basename(run_path.rstrip(os.sep)).split("__")[1]
+
+
 def load_q_network(run_path: str):
     """The final Q_φ of a dqn.py or double_dqn.py run folder (its script's QNetwork, weights from model.pt)
     and the run's args."""
     checkpoint = torch.load(os.path.join(run_path, "model.pt"), weights_only=True)
     args = checkpoint["args"]
-    script = checkpoint.get("script") or os.path.basename(run_path.rstrip(os.sep)).split("__")[1]  # older runs
-    module = import_script(script)
+    module = import_script(script_of(run_path, checkpoint))
     env = module.make_env(args["env_id"], training=False)  # MinAtar's and Atari's too, as the run saw them
     q_network = module.QNetwork(env.observation_space, int(env.action_space.n), args["hidden_size"])
     env.close()
@@ -123,11 +134,11 @@ def greedy_policy(q_network):
     return policy
 
 
-def visited_states(policy, env_id: str, episodes: int, stride: int, seed: int = 100_000):
+def visited_states(policy, env_id: str, episodes: int, stride: int, seed: int = 100_000, make=gym.make):
     """Every `stride`-th state that `policy` visits in `episodes` episodes of env_id (time limit included),
     the episodes seeded seed, seed + 1, ...: returns copies of the unwrapped env in those states and their
-    observations."""
-    env = gym.make(env_id)
+    observations. `make` builds the env (a script's make_env for MinAtar, whose package registers it)."""
+    env = make(env_id)
     snapshots, observations = [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -179,10 +190,58 @@ def value_pairs(run_path: str, episodes: int = 5, stride: int = 20):
     greedy policy visits in `episodes` seeded episodes (every `stride`-th step)."""
     q_network, args = load_q_network(run_path)
     policy = greedy_policy(q_network)
-    snapshots, observations = visited_states(policy, args["env_id"], episodes, stride)
+    module = import_script(script_of(run_path))
+    snapshots, observations = visited_states(policy, args["env_id"], episodes, stride,
+                                             make=lambda env_id: module.make_env(env_id, training=False))
     with torch.no_grad():
         estimates = q_network(torch.as_tensor(observations)).max(dim=1).values.numpy()
     return estimates, discounted_returns(policy, snapshots, observations, args["gamma"])
+
+
+def overestimation_pixels(groups: dict, out: str, env_ids=PIXEL_VALUE_ENVS, episodes: int = 20,
+                          stride: int = 10):
+    """teaching_overestimation_minatar.png: per MinAtar game with dqn or double_dqn runs, max_a Q(s, a) of the
+    states the final greedy policy visits against the Monte-Carlo return of that policy from them (one
+    rollout each: the games are random, so a single return is noisy, and the mean over states is what
+    counts), then each run's mean gap as a share of its mean return."""
+    games = [(env_id, with_models(groups, env_id)) for env_id in env_ids]
+    games = [(env_id, pairs) for env_id, pairs in games if pairs]
+    if not games:
+        print("teaching_overestimation_minatar.png: no dqn or double_dqn run on MinAtar saved a model.pt: skipped")
+        return
+    fig, axes = plt.subplots(1, len(games) + 1, figsize=(6 * (len(games) + 1), 5.5), squeeze=False)
+    labels, shares, colors = [], [], []
+    for ax, (env_id, pairs) in zip(axes[0], games):
+        low, high = np.inf, -np.inf
+        for color, (script, runs) in zip(COLORS, pairs):
+            for marker, run in zip("os^vDP*Xph", runs):
+                estimates, returns = value_pairs(run.path, episodes, stride)
+                gap, share = float(np.mean(estimates - returns)), float(np.mean(estimates - returns) / returns.mean())
+                print(f"{env_id} {script} seed {run.seed}: {len(estimates)} states, mean max_a Q(s, a) "
+                      f"{estimates.mean():.2f}, mean Monte-Carlo return {returns.mean():.2f}, mean gap {gap:+.2f} "
+                      f"({share:+.0%})")
+                ax.scatter(returns, estimates, s=14, alpha=0.5, color=color, marker=marker, edgecolors="none",
+                           label=f"{script} seed {run.seed} ({len(estimates)} states): mean gap {gap:+.1f}")
+                low, high = min(low, returns.min(), estimates.min()), max(high, returns.max(), estimates.max())
+                labels.append(f"{env_id.split('/')[-1].split('-')[0]}\n{script} {run.seed}")
+                shares.append(100 * share)
+                colors.append(color)
+        ax.plot([low, high], [low, high], color="black", linewidth=1, label="estimate = true value")
+        ax.set_xlabel("discounted return of the greedy policy from s (one Monte-Carlo rollout)")
+        ax.set_ylabel("max_a Q(s, a)")
+        ax.set_title(f"{env_id}: value estimates of the states the final greedy policy visits\n"
+                     f"({episodes} seeded episodes, every {stride}th state), against their returns", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    ax = axes[0, -1]
+    ax.bar(range(len(shares)), shares, color=colors)
+    ax.axhline(0.0, color="black", linewidth=1)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_ylabel("mean(max_a Q(s, a) − return) / mean(return), %")
+    ax.set_title("over-estimation of each run: its mean gap as a share of its mean return", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Over-estimation on MinAtar: DQN against Double DQN", fontsize=12)
+    save(fig, os.path.join(out, "teaching_overestimation_minatar.png"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,11 +359,16 @@ def left_fraction_series(measures: list, window: int = 200) -> list:
     return series
 
 
+def with_models(groups: dict, env_id: str) -> list:
+    """[(script, its runs on env_id that saved a model.pt)] for the DQN_SCRIPTS that have such runs."""
+    pairs = [(script, [run for run in groups.get((env_id, script), [])
+                       if os.path.exists(os.path.join(run.path, "model.pt"))]) for script in DQN_SCRIPTS]
+    return [(script, runs) for script, runs in pairs if runs]
+
+
 def overestimation(groups: dict, out: str, toy_run_dir: str, toy_budgets=TOY_BUDGETS, toy_seeds=TOY_SEEDS,
                    episodes: int = 5, stride: int = 20):
-    pairs = [(script, [run for run in groups.get(("CartPole-v1", script), [])
-                       if os.path.exists(os.path.join(run.path, "model.pt"))]) for script in DQN_SCRIPTS]
-    pairs = [(script, runs) for script, runs in pairs if runs]
+    pairs = with_models(groups, "CartPole-v1")
     if not pairs:
         return
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
@@ -854,6 +918,9 @@ def main():
     parser.add_argument("--toy-seeds", type=int, nargs="+", default=list(TOY_SEEDS), help=f"seeds of the {TOY_ID} runs")
     parser.add_argument("--value-episodes", type=int, default=5,
                         help="CartPole-v1: greedy episodes whose states are valued (seeded 100000, 100001, ...)")
+    parser.add_argument("--minatar-run-dir", default=None,
+                        help="folder of benchmark.py --minatar's runs, for the over-estimation on MinAtar "
+                             "(default: runs/minatar beside --run-dir)")
     parser.add_argument("--value-stride", type=int, default=20, help="CartPole-v1: value every STRIDE-th state")
     parser.add_argument("--variance-run-dir", default=None,
                         help="folder of the reinforce.py snapshot runs, trained when missing "
@@ -882,6 +949,9 @@ def main():
     os.makedirs(options.out, exist_ok=True)
     overestimation(groups, options.out, options.toy_run_dir or os.path.join(options.run_dir, "maximization_bias"),
                    tuple(options.toy_budgets), tuple(options.toy_seeds), options.value_episodes, options.value_stride)
+    minatar_run_dir = options.minatar_run_dir or os.path.join(os.path.dirname(os.path.normpath(options.run_dir)),
+                                                              "minatar")
+    overestimation_pixels(group(load_runs(minatar_run_dir)) if os.path.isdir(minatar_run_dir) else {}, options.out)
     reinforce_grad_variance(groups, options.out,
                             options.variance_run_dir or os.path.join(options.run_dir, "reinforce_grad_variance"),
                             tuple(options.variance_steps), tuple(options.variance_seeds), options.variance_batches,

@@ -679,3 +679,43 @@ def test_overestimation_figure_from_a_tiny_run_folder(tmp_path, monkeypatch):
     assert measure["greedy left"] in (0.0, 1.0) and measure["gamma"] == 0.99
     teaching.toy_experiment(str(run_dir / "maximization_bias"), budgets=(300,), seeds=(1,))  # reused: no new runs
     assert sorted(os.listdir(run_dir / "maximization_bias" / "steps_300")) == toy_runs
+
+
+def test_the_overestimation_on_minatar_rolls_the_greedy_policy_on_from_exact_copies_of_the_visited_states(
+        tmp_path, capsys):
+    pytest.importorskip("minatar", reason="the optional package minatar is not installed: pip install minatar")
+    run_dir, out = tmp_path / "minatar", tmp_path / "png"
+    out.mkdir()
+    for script in teaching.DQN_SCRIPTS:
+        module = importlib.import_module(script)
+        module.train(module.Args(env_id="MinAtar/Breakout-v1", run_dir=str(run_dir), cuda=False, total_timesteps=300,
+                                 learning_starts=100, batch_size=8, buffer_size=300, eval_every=0, eval_episodes=1))
+    teaching.overestimation_pixels(group(load_runs(str(run_dir))), str(out), episodes=2, stride=5)
+    assert os.path.getsize(out / "teaching_overestimation_minatar.png") > 10_000
+    printed = capsys.readouterr().out
+    assert "MinAtar/Breakout-v1 dqn seed 1:" in printed and "MinAtar/Breakout-v1 double_dqn seed 1:" in printed
+    # MinAtar is random (sticky actions, the ball's start): a copy of the unwrapped env carries its random state,
+    # so a policy rolled on from the copy of step k earns what the episode earned after step k. The policy: a
+    # controller that moves the paddle (channel 0, bottom row) under the ball (channel 1): a long episode that scores
+    def controller(observations):
+        actions = []
+        for obs in observations:
+            paddle, ball = np.argwhere(obs[..., 0])[0][1], np.argwhere(obs[..., 1])
+            ball = ball[0][1] if len(ball) else paddle
+            actions.append(0 if ball == paddle else 1 if ball < paddle else 2)  # no-op, left, right
+        return np.array(actions)
+
+    make = lambda env_id: importlib.import_module("dqn").make_env(env_id, training=False)  # noqa: E731
+    snapshots, observations = teaching.visited_states(controller, "MinAtar/Breakout-v1", 1, 1, make=make)
+    env, rewards = make("MinAtar/Breakout-v1"), []
+    obs, _ = env.reset(seed=100_000)
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(int(controller(obs[None])[0]))
+        rewards.append(float(reward))
+        done = terminated or truncated
+    assert len(snapshots) == len(rewards) and 100 < len(rewards) < 900 and sum(rewards) >= 10
+    gamma = 0.99
+    returns = teaching.discounted_returns(controller, snapshots, observations, gamma)
+    expected = [sum(gamma ** i * r for i, r in enumerate(rewards[k:])) for k in range(len(rewards))]
+    assert returns == pytest.approx(expected, abs=1e-9)
