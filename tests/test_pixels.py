@@ -90,16 +90,22 @@ def test_a_lost_life_ends_the_training_episode_but_the_game_goes_on():
 
 
 @atari
-def test_rewards_are_clipped_to_their_sign_in_training():
-    env = dqn.make_env("ALE/Pong-v5")
-    env.reset(seed=0)
-    rewards = set()
-    for _ in range(3000):
-        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-        rewards.add(float(reward))
-        if terminated or truncated:
+def test_rewards_are_clipped_to_their_sign_in_training_and_the_evaluation_keeps_the_score():
+    """SpaceInvaders pays 5 to 30 points an alien. The same seed and actions play the same first life in the
+    training env and the evaluation's, so each training reward must be the sign of the score's."""
+    train, test = dqn.make_env("ALE/SpaceInvaders-v5"), dqn.make_env("ALE/SpaceInvaders-v5", training=False)
+    train.reset(seed=0)
+    test.reset(seed=0)
+    rng, clipped, raw = np.random.default_rng(0), [], []
+    for _ in range(2000):
+        action = rng.integers(train.action_space.n)
+        _, reward, terminated, truncated, _ = train.step(action)
+        clipped.append(float(reward))
+        raw.append(float(test.step(action)[1]))
+        if terminated or truncated:  # the first lost life
             break
-    assert rewards <= {-1.0, 0.0, 1.0} and rewards != {0.0}, rewards
+    assert terminated and max(raw) > 1, "a first life that scores more than 1 point an alien"
+    assert clipped == [float(np.sign(reward)) for reward in raw]
 
 
 @minatar

@@ -238,3 +238,21 @@ def test_a3c_copies_the_global_actor_before_each_curve_point_and_the_final_evalu
     summary = module.train(tiny_args(script, tmp_path, eval_every=1, total_timesteps=3_000, save_model=False))
     rows = read_csv(os.path.join(summary["run_dir"], "eval_curve.csv"))
     assert len(loads) == len(rows) + 1, f"{len(loads)} copies for {len(rows)} curve points and the final evaluation"
+
+
+def test_evaluations_play_envs_made_for_testing_and_training_its_own(script, tmp_path, monkeypatch):
+    """make_env(training=False) for every env the greedy curve and the final test play, training=True for the
+    training env: on Atari only the former plays whole games for the game's own score (test_pixels.py)."""
+    module, calls = script.module(), []
+    make_env = module.make_env
+
+    def recording(env_id, training=True, **options):
+        calls.append(training)
+        return make_env(env_id, training, **options)
+
+    monkeypatch.setattr(module, "make_env", recording)
+    module.train(tiny_args(script, tmp_path))
+    evaluations = [call for call in calls if call is False]
+    assert calls[0] is True, "train() makes its training env first"
+    # the curve's points and the final test: at least one env each, none of them the training kind
+    assert len(evaluations) >= 2 and calls.count(True) + len(evaluations) == len(calls), calls
