@@ -418,3 +418,42 @@ def test_a_new_transition_enters_at_the_largest_priority_seen_so_far(name):
     buffer.add(np.zeros(2), 0, 1.0, np.zeros(2), False, *extra)
     assert buffer.tree.get(np.array([3]))[0] == pytest.approx(buffer.tree.get(np.array([0]))[0], rel=1e-4)
     assert buffer.tree.get(np.array([3]))[0] > 2.9  # (9 + ε)^0.5, not 1
+
+
+@pytest.mark.parametrize("name", ["dqn", "double_dqn", "dueling_dqn", "per_dqn", "rainbow"])
+def test_only_the_first_training_episode_is_reset_with_the_seed(name, tmp_path, monkeypatch):
+    """env.reset(seed=seed) once, then reset() with no seed: reseeding every episode replays the same start state
+    each time, and on Atari a seeded reset starts a new game at every lost life (LifeLossEnds). The time limit
+    of CountTruncatedDiscrete-v0 cuts an episode every 5 steps, so 40 steps reset it 8 times."""
+    module, seeds = importlib.import_module(name), []
+    make_env = module.make_env
+
+    def recording(*args, **kwargs):
+        env = make_env(*args, **kwargs)
+        if not seeds:  # the training env, the first one made
+            reset = env.reset
+            env.reset = lambda **options: (seeds.append(options.get("seed")), reset(**options))[1]
+        return env
+
+    monkeypatch.setattr(module, "make_env", recording)
+    module.train(module.Args(env_id="CountTruncatedDiscrete-v0", total_timesteps=40, seed=7, learning_starts=16,
+                             batch_size=16, buffer_size=100, hidden_size=8, log_frequency=20, eval_episodes=0,
+                             eval_every=0, cuda=False, save_model=False, run_dir=str(tmp_path)))
+    assert seeds == [7] + [None] * 8
+
+
+def test_rainbows_adam_takes_the_rows_epsilon(tmp_path, monkeypatch):
+    """Adam's ε is part of Rainbow's settings (the Rainbow paper's 1.5e-4 on Atari, Revisiting Rainbow's 3.125e-4
+    on MinAtar): the optimizer train() builds must use args.adam_eps, not PyTorch's 1e-8."""
+    import rainbow
+    built, adam = [], torch.optim.Adam
+
+    def recording(*args, **kwargs):
+        built.append(adam(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(rainbow.torch.optim, "Adam", recording)
+    rainbow.train(rainbow.Args(env_id="CartPole-v1", total_timesteps=40, learning_starts=16, batch_size=16,
+                               buffer_size=100, hidden_size=8, adam_eps=3.125e-4, eval_episodes=0, eval_every=0,
+                               cuda=False, save_model=False, run_dir=str(tmp_path)))
+    assert len(built) == 1 and built[0].param_groups[0]["eps"] == 3.125e-4

@@ -57,6 +57,9 @@ def test_atari_frames_are_preprocessed_and_only_training_clips_rewards_and_ends_
     assert not by_name["train"].terminal_on_life_loss, "gymnasium's own flag would restart the game at each life"
     assert by_name["train"].frame_skip == 4 and by_name["train"].noop_max == 30
     assert by_name["train"].env.unwrapped._frameskip == 1, "the base env must not skip frames: the wrapper does"
+    for env in (train, test):  # the first stack of an episode is its first frame 4 times, not zeros before it
+        obs, _ = env.reset(seed=0)
+        assert obs[0].any() and all(np.array_equal(obs[0], frame) for frame in obs[1:])
 
 
 def play_until_an_end(env, rng, limit=20_000):
@@ -87,6 +90,42 @@ def test_a_lost_life_ends_the_training_episode_but_the_game_goes_on():
     test = dqn.make_env("ALE/Breakout-v5", training=False)
     test.reset(seed=0)
     assert play_until_an_end(test, rng)[1:] == (0, True), "an evaluation ended before the game was over"
+
+
+class Lives(gym.Env):
+    """A stub Atari game for LifeLossEnds: 3 lives, one lost at each step of `losses`, game over at step `end` or
+    with the last life; the observation is the step count, and every action is recorded."""
+    observation_space, action_space = gym.spaces.Discrete(100), gym.spaces.Discrete(10_000)
+
+    def __init__(self, losses, end):
+        self.losses, self.end, self.actions, self.games = losses, end, [], 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.lives, self.games = 0, 3, self.games + 1
+        return self.t, {"lives": self.lives}
+
+    def step(self, action):
+        self.actions.append(int(action))
+        self.t += 1
+        self.lives -= self.t in self.losses
+        return self.t, 0.0, self.t == self.end or self.lives == 0, False, {"lives": self.lives}
+
+
+def test_life_loss_ends_the_episode_then_plays_on_with_a_no_op_and_a_game_over_ends_it_with_lives_left():
+    """A lost life ends the learner's episode (terminated: no bootstrap past it); reset() then goes on with the
+    same game by a no-op (action 0, as the DQN paper's start; no random draw); a game that ends with lives left
+    (a timer, or Pong, whose lives stay 0) ends the episode too, and only then does reset() start a new game."""
+    game = Lives(losses={3, 6}, end=8)
+    env = dqn.LifeLossEnds(game)
+    assert env.reset(seed=0)[0] == 0 and game.games == 1
+    assert [env.step(1)[2] for _ in range(3)] == [False, False, True]  # the life lost at step 3
+    assert env.reset()[0] == 4 and game.actions[-1] == 0 and game.games == 1, "the game goes on, by a no-op"
+    assert [env.step(2)[2] for _ in range(2)] == [False, True]  # the life lost at step 6
+    assert env.reset()[0] == 7 and game.actions[-1] == 0 and game.games == 1
+    assert env.step(3)[2], "the game ended at step 8 with a life left: the episode must end"
+    assert env.reset()[0] == 0 and game.games == 2, "a new game after the game over"
+    assert game.actions == [1, 1, 1, 0, 2, 2, 0, 3]
 
 
 @atari
@@ -151,13 +190,33 @@ def test_the_torso_is_the_nature_network_for_atari_and_the_minatar_network_for_g
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
         (4, 32, (8, 8), (4, 4)), (32, 64, (4, 4), (2, 2)), (64, 64, (3, 3), (1, 1))]
     assert features == 512 and torso(torch.zeros(2, 4, 84, 84)).shape == (2, 512)
+    # a ReLU after every layer, no padding: 84 → 20 → 9 → 7, so 64 · 7 · 7 features reach the 512 units
+    assert layers(torso) == ["Conv2d", "ReLU", "Conv2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear", "ReLU"]
+    assert all(c.padding == (0, 0) for c in convs) and torso.fc[0].in_features == 64 * 7 * 7
     grid = gym.spaces.Box(0.0, 1.0, (10, 10, 6), bool)
     torso, features = module.torso(grid, 256)
     convs = [layer for layer in torso.modules() if isinstance(layer, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [(6, 16, (3, 3), (1, 1))]
     assert features == 128 and torso(torch.zeros(10, 10, 6)).shape == (128,), "one grid, unbatched, as acting has it"
+    # the MinAtar paper's: no padding, 10 → 8, so 16 · 8 · 8 features reach the 128 units
+    assert layers(torso) == ["Conv2d", "ReLU", "Flatten", "Linear", "ReLU"]
+    assert convs[0].padding == (0, 0) and torso.fc[0].in_features == 16 * 8 * 8
     flat, features = module.torso(gym.spaces.Box(-1, 1, (4,)), 32)
     assert features == 32 and not any(isinstance(layer, nn.Conv2d) for layer in flat.modules())
+
+
+def layers(net: nn.Module) -> list:
+    """The names of a network's layers in order, its containers left out."""
+    return [type(m).__name__ for m in net.modules() if not isinstance(m, nn.Sequential) and list(m.children()) == []]
+
+
+def test_rainbows_image_torso_is_noisy_too():
+    """RAINBOW-6: every linear layer noisy, the torso's 512 or 128 units as well as the heads."""
+    import rainbow
+    for space in (ATARI_SPACE, GRID_SPACE):
+        net = rainbow.QNetwork(space, 3, 256, support=torch.linspace(-10, 10, 51), dueling=True, noisy=True)
+        kinds = layers(net)
+        assert kinds.count("NoisyLinear") == 3 and "Linear" not in kinds, kinds
 
 
 def test_pixels_scale_to_one_and_read_minatar_grids_channels_last():
@@ -200,6 +259,11 @@ def test_the_dqn_family_shares_its_rows():
     rows = [importlib.import_module(name).ENV_DEFAULTS for name in ("dqn", "double_dqn", "dueling_dqn", "per_dqn")]
     assert all(row == rows[0] for row in rows)
     assert rows[0]["MinAtar"]["huber"] and rows[0]["Atari"]["huber"] and not rows[0]["CartPole-v1"]["huber"]
+    # ε from 1 to 0.1 over the first 100k steps (the MinAtar paper), to 0.01 over the first 1M (the RL Zoo's Atari)
+    for row, end, steps in (("MinAtar", 0.1, 100_000), ("Atari", 0.01, 1_000_000)):
+        settings = dict(dqn.Args().__dict__, **rows[0][row])
+        assert (settings["start_e"], settings["end_e"]) == (1.0, end)
+        assert settings["exploration_fraction"] * settings["total_timesteps"] == steps
 
 
 def run(name: str, env_id: str, tmp_path, **settings):
@@ -247,10 +311,16 @@ def test_ppo_reads_images_with_pixels_and_an_orthogonal_head_and_flat_observatio
         image = torch.as_tensor(space.sample()).float()
         assert actor.logits(image[None]).shape == (1, 6) and critic(image[None]).shape == (1,)
         assert actor.mode(image).shape == (), "one image, unbatched, as acting has it"
-        # orthogonal rows of norm out_gain: 0.01 for the policy head (a nearly uniform first policy), 1 for V
+        # orthogonal rows of norm out_gain: 0.01 for the policy head (a nearly uniform first policy), 1 for V; and
+        # of norm √2 in every layer of the torso, its convolutions (each filter a row) as its linear layer
         for head, gain in ((actor.logits[1], 0.01), (critic.net[1], 1.0)):
             rows = head.weight @ head.weight.T
             assert torch.allclose(rows, gain ** 2 * torch.eye(len(rows)), atol=1e-6) and not head.bias.any()
+        torso = [m for m in actor.logits[0].modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert len(torso) == (4 if features == 512 else 2)
+        for layer in torso:
+            rows = layer.weight.flatten(1) @ layer.weight.flatten(1).T
+            assert torch.allclose(rows, 2 * torch.eye(len(rows)), atol=1e-5) and not layer.bias.any(), layer
     # flat observations: the same layers, drawn in the same order from the same seed as before images
     torch.manual_seed(0)
     actor = ppo.CategoricalActor(gym.spaces.Box(-1, 1, (4,)), 2, 64, 0.0)
@@ -266,6 +336,7 @@ def test_ppo_reads_images_with_pixels_and_an_orthogonal_head_and_flat_observatio
 
 def test_ppo_refuses_observation_normalization_of_images_and_other_shapes(capsys):
     for space, message in ((ATARI_SPACE, "norm_obs is for flat observations"),
+                           (GRID_SPACE, "norm_obs is for flat observations"),
                            (gym.spaces.Box(0, 1, (3, 3)), "needs a flat Box observation space, Atari's frames"),
                            (gym.spaces.Box(0, 255, (3, 64, 64), np.uint8), "or MinAtar's grids (10, 10, C)")):
         env = gym.make("CartPole-v1")

@@ -163,37 +163,33 @@ def test_the_curve_does_not_change_training(name, tmp_path):
 
 
 def test_rainbow_draws_its_curve_without_noise(tmp_path, monkeypatch):
-    """RAINBOW-6 holds for the curve too: each of its evaluations, and the final one, acts with every noisy layer
-    in eval mode (the means μ), and training goes on with the noise on."""
+    """RAINBOW-6 holds for the curve too: every forward pass of its evaluations, and of the final one, goes
+    through the noisy layers in eval mode (the means μ), and training goes on with the noise on."""
     script = BY_NAME["rainbow"]
     module = script.module()
-    modes, original, networks, evaluating = [], module.evaluate, [], [False]
-    training_forwards, forward = [], module.NoisyLinear.forward
-    monkeypatch.setattr(module.Run, "save", lambda run, **parts: networks.append(parts["q_network"]))
+    evaluating, forwards, calls = [None], {}, []  # the first seed of the evaluation under way: [its layers' modes]
+    original, forward = module.evaluate, module.NoisyLinear.forward
 
     def spy(policy, env, episodes, first_seed):
-        layers = [m for m in networks[0].modules() if isinstance(m, module.NoisyLinear)]
-        modes.append((first_seed, [layer.training for layer in layers]))
-        evaluating[0] = True
+        evaluating[0] = first_seed
+        calls.append(first_seed)
+        forwards.setdefault(first_seed, [])
         try:
             return original(policy, env, episodes, first_seed)
         finally:
-            evaluating[0] = False
+            evaluating[0] = None
 
     def recording_forward(layer, x):
-        if not evaluating[0]:
-            training_forwards.append(layer.training)
+        forwards.setdefault(evaluating[0], []).append(layer.training)
         return forward(layer, x)
 
     monkeypatch.setattr(module, "evaluate", spy)
     monkeypatch.setattr(module.NoisyLinear, "forward", recording_forward)
     module.train(tiny_args(script, tmp_path, eval_every=100, save_model=False))
-    curve = [training for first_seed, training in modes if first_seed == module.CURVE_SEED]
-    final = [training for first_seed, training in modes if first_seed == module.TEST_SEED]
-    assert len(curve) == 8 and all(training and not any(training) for training in curve), modes
-    assert len(final) == 1 and not any(final[0]), "the final evaluation ran with the noise on"
-    assert training_forwards and all(training_forwards), "training went on with the noise off"
-
+    assert calls == [module.CURVE_SEED] * 8 + [module.TEST_SEED], "8 curve points, then the test"
+    assert forwards[module.CURVE_SEED] and not any(forwards[module.CURVE_SEED]), "a curve point acted with noise"
+    assert forwards[module.TEST_SEED] and not any(forwards[module.TEST_SEED]), "the final test acted with noise"
+    assert forwards[None] and all(forwards[None]), "training went on with the noise off"
 
 
 @pytest.mark.parametrize("family", [["dqn", "double_dqn", "dueling_dqn", "per_dqn"], ["ddpg", "td3", "sac"]],
