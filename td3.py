@@ -104,7 +104,7 @@ class Args:
     MuJoCo, one for Pendulum-v1's small ones)"""
     eval_episodes: int | None = None
     """episodes of the final deterministic evaluation, on the env's fixed test set (default: the
-    env's own number, TEST_EPISODES below; 10 for other envs)"""
+    env's own number, or its namespace's, TEST_EPISODES below; 10 for other envs)"""
     eval_every: int | None = None
     """environment steps between two evaluations of the deterministic policy during training, into
     eval_curve.csv (default: a twentieth of the run; 0: none)"""
@@ -530,13 +530,15 @@ def write_atomically(path: str, data):
 # The fixed test sets: episode e of the final evaluation starts from env seed TEST_SEED + e in
 # every run, whatever its training seed; the curve during training plays its own, CURVE_SEED + e.
 TEST_SEED, CURVE_SEED, CURVE_EPISODES = 1_000_000, 2_000_000, 5
-TEST_EPISODES = {"CartPole-v1": 20, "Acrobot-v1": 30, "Pendulum-v1": 100}  # README: the yardstick
+TEST_EPISODES = {"CartPole-v1": 20, "Acrobot-v1": 30, "Pendulum-v1": 100, "MinAtar/": 100}  # README
 
 
 def evaluation_settings(args, total_steps: int):
-    """Fill in eval_episodes (default: the env's test set) and eval_every (20 points a run)."""
+    """Fill in eval_episodes (default: the env's test set, else its namespace's, else 10) and
+    eval_every (20 points a run)."""
     if args.eval_episodes is None:
-        args.eval_episodes = TEST_EPISODES.get(args.env_id, 10)
+        namespace = args.env_id[:args.env_id.find("/") + 1]  # MinAtar/Breakout-v1 → MinAtar/
+        args.eval_episodes = TEST_EPISODES.get(args.env_id, TEST_EPISODES.get(namespace, 10))
     if args.eval_every is None:
         args.eval_every = max(1, total_steps // 20)
     if min(args.eval_episodes, args.eval_every) < 0:

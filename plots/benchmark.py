@@ -58,7 +58,10 @@ the region <!-- benchmark:mujoco --> of RESULTS.md and README.md: per seed the f
 fixed test set) and its spread, and the greedy curve's last point within the first hour of the run, what a
 student would see after an hour. --minatar does the same for the MinAtar games of MINATAR_TASKS (each script's
 MinAtar row, 1M steps; seeds 1-3, one seed for double_dqn, dueling_dqn and per_dqn; into runs/minatar and the
-region <!-- benchmark:minatar -->). --summarize-only and --check work as above.
+region <!-- benchmark:minatar -->; 100 test episodes). A run whose eval.json has fewer episodes than its env's test
+set has today (MinAtar's runs made when it had 10) is judged on the whole set: its model.pt is played over it once,
+kept in the run folder as test_set.json (as the old test above; a cell says "(10 episodes)" where it could not be).
+--summarize-only and --check work as above.
 
 After a benchmark, `python plots/plot.py --run-dir runs/benchmark --out plots` draws the curves (the figures
 in plots/).
@@ -66,6 +69,7 @@ in plots/).
 
 import argparse
 import concurrent.futures
+import importlib
 import json
 import os
 import platform
@@ -211,35 +215,60 @@ def curve_cost(runs: list) -> str:
     return f"{np.median(costs):.1f} %" + (f" ({len(costs)}/{len(runs)} seeds)" if len(costs) < len(runs) else "")
 
 
-def old_test_mean(run, compute: bool):
-    """The mean return of a run's model.pt on the old test (OLD_TEST_EPISODES episodes, episode e from env
-    seed run.seed + OLD_TEST_OFFSET + e), played by the script's own evaluate(); None without model.pt, or
-    when not computed. The result is kept in the run folder as old_test.json: with compute=False only that
-    file is read."""
-    path = os.path.join(run.path, "old_test.json")
+def replayed(run, name: str, episodes: int, first_seed: int, compute: bool):
+    """A run's model.pt played again by the script's own evaluate() on envs made for testing, episode e from env
+    seed first_seed + e: {mean, std, returns, episodes, first_seed}, kept in the run folder as `name`. With
+    compute=False only that file is read. None without model.pt, or when not computed."""
+    path = os.path.join(run.path, name)
     if os.path.exists(path):
         with open(path) as f:
-            return json.load(f)["mean"]
+            return json.load(f)
     model = os.path.join(run.path, "model.pt")
     if not compute or not os.path.exists(model):
         return None
     try:
         module, args, saved = evaluate.load(model)
-        env = module.make_env(args.env_id)
+        env = module.make_env(args.env_id, training=False)
         policy = module.saved_policy(saved, args, env, torch.device("cpu"))
-        first_seed = run.seed + OLD_TEST_OFFSET
-        returns = module.evaluate(policy, lambda: module.make_env(args.env_id), OLD_TEST_EPISODES, first_seed)
+        returns = module.evaluate(policy, lambda: module.make_env(args.env_id, training=False), episodes, first_seed)
         env.close()
     except (Exception, SystemExit) as e:  # evaluate.load() exits on a model.pt it cannot read
-        print(f"  old test of {run.path}: failed ({type(e).__name__}: {e}); its verdict shows n/a", flush=True)
+        print(f"  {name} of {run.path}: failed ({type(e).__name__}: {e}); not used", flush=True)
         return None
     result = {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns,
-              "episodes": OLD_TEST_EPISODES, "first_seed": first_seed}
+              "episodes": episodes, "first_seed": first_seed}
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)  # a run folder never holds half an old_test.json
-    print(f"  old test of {run.path}: {result['mean']:.1f}", flush=True)
-    return result["mean"]
+    os.replace(path + ".tmp", path)  # a run folder never holds half a file
+    print(f"  {name} of {run.path}: {result['mean']:.1f} over {episodes} episodes", flush=True)
+    return result
+
+
+def old_test_mean(run, compute: bool):
+    """The mean return of a run's model.pt on the old test (OLD_TEST_EPISODES episodes, episode e from env
+    seed run.seed + OLD_TEST_OFFSET + e), replayed(): kept as old_test.json; None without model.pt, or when not
+    computed."""
+    result = replayed(run, "old_test.json", OLD_TEST_EPISODES, run.seed + OLD_TEST_OFFSET, compute)
+    return None if result is None else result["mean"]
+
+
+def test_set_episodes(script: str, env_id: str) -> int:
+    """The number of episodes of the env's fixed test set, as the script gives it today."""
+    args = importlib.import_module(script).Args(env_id=env_id)
+    importlib.import_module(script).evaluation_settings(args, 1)
+    return args.eval_episodes
+
+
+def on_test_set(run, compute: bool) -> dict:
+    """The run's final evaluation on its env's whole fixed test set: eval.json, or, when eval.json has fewer
+    episodes than the script gives that test set today (a run made before the set grew, as MinAtar's from 10 to
+    100 episodes), the model replayed() over the whole set, kept as test_set.json; eval.json as it is when that
+    cannot be played (no model.pt) or is not computed (--check without test_set.json)."""
+    episodes = test_set_episodes(run.script, run.env_id)
+    if run.evaluation.get("episodes", 0) >= episodes:
+        return run.evaluation
+    first_seed = importlib.import_module(run.script).TEST_SEED
+    return replayed(run, "test_set.json", episodes, first_seed, compute) or run.evaluation
 
 
 def old_test_verdicts(runs: list, bar: float, compute: bool) -> str:
@@ -414,19 +443,26 @@ def after_an_hour(run) -> str:
     return f"{run.curve_means[within[-1]]:.0f} at {int(run.curve_steps[within[-1]]):,}"
 
 
-def mujoco_rows(run_dir: str, scripts: list, tasks: dict = MUJOCO_TASKS) -> dict:
+def seed_cell(test: dict, episodes: int) -> str:
+    """One seed's final evaluation, mean ± std over its episodes, and how many when fewer than the test set has."""
+    short = f" ({test['episodes']} episodes)" if test.get("episodes", 0) < episodes else ""
+    return f"{test['mean']:.0f} ± {test['std']:.0f}{short}"
+
+
+def mujoco_rows(run_dir: str, scripts: list, tasks: dict = MUJOCO_TASKS, compute: bool = True) -> dict:
     """{(script, env): the cells of its row of the MuJoCo table (or of another suite's `tasks`)} of the finished
-    runs in run_dir."""
+    runs in run_dir, each run judged on_test_set() (played for a run made on fewer episodes only with compute)."""
     rows = {}
     for (env_id, script), runs in group(load_runs(run_dir)).items():
         runs = [run for run in runs if run.evaluation and script in scripts and env_id in tasks.get(script, [])]
         if not runs:
             continue
-        evals = np.array([run.evaluation["mean"] for run in runs])
+        tests = [on_test_set(run, compute) for run in runs]
+        episodes = test_set_episodes(script, env_id)
+        evals = np.array([test["mean"] for test in tests])
         rows[(script, env_id)] = [
             script, env_id, str(len(runs)), f"{int(np.median([r.evaluation['global_step'] for r in runs])):,}",
-            f"{evals.mean():.1f} ± {evals.std():.1f}",
-            " / ".join(f"{run.evaluation['mean']:.0f} ± {run.evaluation['std']:.0f}" for run in runs),
+            f"{evals.mean():.1f} ± {evals.std():.1f}", " / ".join(seed_cell(test, episodes) for test in tests),
             "the runs end within it" if all(run.evaluation["wall_time"] <= 3600 for run in runs)
             else " / ".join(after_an_hour(run) for run in runs),
             mean_of(runs, "wall_time", ",.0f"), mean_of(runs, "sps", ",.0f")]
@@ -449,7 +485,7 @@ def suite_main(options):
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.procs) as pool:
             if any(code != 0 for code in pool.map(lambda job: train_one(*job, options), jobs)):
                 print("some runs failed: see above", file=sys.stderr)
-    fresh = mujoco_rows(options.run_dir, scripts, tasks) if os.path.isdir(options.run_dir) else {}
+    fresh = mujoco_rows(options.run_dir, scripts, tasks, not options.check) if os.path.isdir(options.run_dir) else {}
     if not fresh:
         sys.exit(f"benchmark.py: error: no finished {name} runs of {scripts} in {options.run_dir}")
     print(markdown(MUJOCO_COLUMNS, MUJOCO_ALIGN, ordered(fresh)))

@@ -293,7 +293,8 @@ def mujoco_run(folder, env_id, script, seed, eval_mean, std, wall_time, curve=No
     """A finished MuJoCo run written by hand: fake_run with its eval.json's std, steps and wall time set."""
     path = fake_run(folder, env_id, script, seed, 1000, [100] * 5, eval_mean=eval_mean, curve=curve)
     evaluation = json.load(open(os.path.join(path, "eval.json")))
-    evaluation |= {"std": std, "global_step": 200_000, "wall_time": wall_time, "sps": 200_000 / wall_time}
+    evaluation |= {"std": std, "global_step": 200_000, "wall_time": wall_time, "sps": 200_000 / wall_time,
+                   "episodes": 10, "first_seed": 1_000_000}  # the whole test set of a MuJoCo task
     json.dump(evaluation, open(os.path.join(path, "eval.json"), "w"))
 
 
@@ -357,6 +358,57 @@ def test_minatar_suite_trains_its_games_with_its_seeds_and_writes_its_own_region
     assert set(table) == {("dqn", "MinAtar/Breakout-v1"), ("dqn", "MinAtar/SpaceInvaders-v1"),
                           ("ppo", "MinAtar/Breakout-v1"), ("per_dqn", "MinAtar/Breakout-v1")}
     assert table[("dqn", "MinAtar/Breakout-v1")][2] == "3" and not regions["mujoco"].strip()
+
+
+def test_a_minatar_run_judged_on_10_episodes_is_replayed_on_the_whole_test_set_of_100(tmp_path, monkeypatch):
+    """A run made before MinAtar's test set grew to 100 episodes (eval.json: 10) is judged on all 100: its model
+    played once from env seed TEST_SEED (test_set.json, written whole), then read; --check plays nothing, and a
+    run without model.pt keeps its 10 episodes, which its cell says."""
+    folder = str(tmp_path / "minatar")
+    paths = [fake_run(folder, "MinAtar/Breakout-v1", "dqn", seed, 1000, [5] * 5, eval_mean=9.0) for seed in (1, 2, 3)]
+    for path in paths:
+        evaluation = json.load(open(os.path.join(path, "eval.json")))
+        evaluation |= {"std": 2.0, "episodes": 10, "first_seed": 1_000_000}
+        json.dump(evaluation, open(os.path.join(path, "eval.json"), "w"))
+    for path in paths[:2]:
+        open(os.path.join(path, "model.pt"), "w").close()
+    script = FakeScript(lambda env_seed: float(env_seed % 3))  # 1, 2, 0, ... from env seed 10^6
+    script.make_env = lambda env_id, training=True: gym.make("CartPole-v1")  # minatar need not be installed
+    loaded = []
+    monkeypatch.setattr(benchmark.evaluate, "load", lambda path: loaded.append(path) or (
+        script, SimpleNamespace(env_id="MinAtar/Breakout-v1"), {}))
+    assert benchmark.test_set_episodes("dqn", "MinAtar/Breakout-v1") == 100
+    assert benchmark.test_set_episodes("dqn", "ALE/Pong-v5") == 10
+    tasks = {"dqn": ["MinAtar/Breakout-v1"]}
+    unplayed = benchmark.mujoco_rows(folder, ["dqn"], tasks, compute=False)[("dqn", "MinAtar/Breakout-v1")]
+    assert unplayed[5] == " / ".join(["9 ± 2 (10 episodes)"] * 3) and loaded == []
+    cells = benchmark.mujoco_rows(folder, ["dqn"], tasks)[("dqn", "MinAtar/Breakout-v1")]
+    row = dict(zip(benchmark.MUJOCO_COLUMNS, cells))
+    returns = [e % 3 for e in range(1_000_000, 1_000_100)]
+    mean, std = np.mean(returns), np.std(returns)
+    assert script.calls == [(100, 1_000_000)] * 2 and loaded == [os.path.join(p, "model.pt") for p in paths[:2]]
+    assert row["per-seed eval (± std over its episodes)"] == f"{mean:.0f} ± {std:.0f} / " * 2 + "9 ± 2 (10 episodes)"
+    means = [mean, mean, 9.0]
+    assert row["final eval, mean ± std over seeds"] == f"{np.mean(means):.1f} ± {np.std(means):.1f}"
+    with open(os.path.join(paths[0], "test_set.json")) as f:
+        kept = json.load(f)
+    assert kept["episodes"] == 100 and kept["first_seed"] == 1_000_000 and kept["mean"] == pytest.approx(mean)
+    assert "test_set.json.tmp" not in os.listdir(paths[0]) and "test_set.json" not in os.listdir(paths[2])
+    again = benchmark.mujoco_rows(folder, ["dqn"], tasks, compute=False)[("dqn", "MinAtar/Breakout-v1")]
+    assert again == list(row.values()) and len(script.calls) == 2  # read from test_set.json, nothing played
+
+
+def test_a_real_run_replayed_on_a_larger_test_set_plays_its_own_episodes_first(tmp_path):
+    """A tiny dqn.py run evaluated on 5 episodes of CartPole-v1's 20: on_test_set() loads its model.pt and plays
+    all 20 from TEST_SEED, the first 5 being the run's own."""
+    dqn = importlib.import_module("dqn")
+    folder = str(tmp_path / "runs")
+    dqn.train(dqn.Args(**dict(DQN_TINY, seed=5, eval_episodes=5, eval_every=0, run_dir=folder, cuda=False)))
+    [run] = load_runs(folder)
+    assert run.evaluation["episodes"] == 5
+    test = benchmark.on_test_set(run, compute=True)
+    assert test["episodes"] == 20 == dqn.TEST_EPISODES["CartPole-v1"] and test["first_seed"] == dqn.TEST_SEED
+    assert test["returns"][:5] == run.evaluation["returns"]
 
 
 def outside_regions(text):

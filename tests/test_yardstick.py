@@ -89,12 +89,24 @@ def test_evaluate_seeds_every_episode_of_the_test():
 
 
 def test_the_default_number_of_test_episodes_per_env_is_the_documented_one():
-    """The README's table of the test sets gives every env's number of episodes, and every script uses it."""
+    """The README's table of the test sets gives every env's number of episodes (and every MinAtar game's), and
+    every script fills eval_episodes with it: an env of the table its own, a MinAtar game 100, another env 10."""
     readme = open(os.path.join(ROOT, "README.md")).read()
-    documented = {env: int(n) for env, n in re.findall(r"^\| (\w+-v\d) \| (\d+) \|", readme, re.MULTILINE)}
+    documented = {env: int(n) for env, n in re.findall(r"^\| ([\w/]+?(?:-v\d)?)(?: \(.*?\))? \| (\d+) \|", readme,
+                                                      re.MULTILINE)}
+    assert documented == {"CartPole-v1": 20, "Acrobot-v1": 30, "Pendulum-v1": 100, "MinAtar/": 100}
+    expected = {"CartPole-v1": 20, "Acrobot-v1": 30, "Pendulum-v1": 100, "MinAtar/Breakout-v1": 100,
+                "MinAtar/SpaceInvaders-v0": 100, "ALE/Pong-v5": 10, "Hopper-v5": 10, "MountainCar-v0": 10}
     for script in SCRIPTS:
-        assert script.module().TEST_EPISODES == documented == {"CartPole-v1": 20, "Acrobot-v1": 30,
-                                                              "Pendulum-v1": 100}, script.name
+        module = script.module()
+        assert module.TEST_EPISODES == documented, script.name
+        for env_id, episodes in expected.items():
+            args = module.Args(env_id=env_id)
+            module.evaluation_settings(args, 1_000)
+            assert args.eval_episodes == episodes, (script.name, env_id)
+            args = module.Args(env_id=env_id, eval_episodes=7)
+            module.evaluation_settings(args, 1_000)
+            assert args.eval_episodes == 7, (script.name, env_id)
 
 
 def test_the_curve_plays_its_own_episodes_every_eval_every_steps(tmp_path, monkeypatch):
