@@ -305,3 +305,32 @@ def pytest_collection_modifyitems(items):
 def cli_result(cli_results, script, check):
     future, cwd = cli_results[script.name, check]
     return future.result(), cwd
+
+
+def record_training_resets(module, monkeypatch) -> list:
+    """The seed= of every reset of the first env module.make_env builds (the training env), in order: a spy on
+    make_env that wraps that env's reset."""
+    seeds, make_env = [], module.make_env
+
+    def recording(*args, **kwargs):
+        env = make_env(*args, **kwargs)
+        if not seeds:  # the training env, the first one made
+            reset = env.reset
+            env.reset = lambda **options: (seeds.append(options.get("seed")), reset(**options))[1]
+        return env
+
+    monkeypatch.setattr(module, "make_env", recording)
+    return seeds
+
+
+def snapshot(value):
+    """A copy of an argument as it is at the call: the rollout's arrays (and the tensors that share their memory)
+    are overwritten by the next rollout. Networks, optimizers and numbers are kept as they are."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(snapshot(v) for v in value)
+    return value
+

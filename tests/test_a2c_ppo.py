@@ -15,7 +15,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import a2c
 import a3c
 import ppo
-from conftest import TIME_LIMIT, CountValue, linear_actor_and_value, observations, reference_gae
+from conftest import TIME_LIMIT, CountValue, linear_actor_and_value, observations, reference_gae, snapshot
 
 BOTH = pytest.mark.parametrize("module", [a2c, ppo], ids=["a2c", "ppo"])
 
@@ -393,17 +393,6 @@ def test_the_entropy_bonus_raises_the_entropy(module):
 # ---------------------------------------------------------------------------------------------------
 # What train() hands the update functions
 # ---------------------------------------------------------------------------------------------------
-def snapshot(value):
-    """A copy of an argument as it is at the call: the rollout's arrays (and the tensors that share their memory)
-    are overwritten by the next rollout. Networks, optimizers and numbers are kept as they are."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if torch.is_tensor(value):
-        return value.detach().clone()
-    if isinstance(value, tuple):
-        return tuple(snapshot(v) for v in value)
-    return value
-
 
 def spy_on(monkeypatch, module, name, also=None):
     """Replace module.name by a function that records a snapshot of the arguments of every call (and also(*args)

@@ -26,6 +26,7 @@ import torch
 import ddpg
 import sac
 import td3
+from conftest import record_training_resets
 
 MODULES = [ddpg, td3, sac]
 LOW, HIGH = np.array([-3.0, 1.0], dtype=np.float32), np.array([1.0, 9.0], dtype=np.float32)
@@ -413,16 +414,7 @@ def test_only_the_first_training_episode_is_reset_with_the_seed(name, tmp_path, 
     """env.reset(seed=seed) once, then reset() with no seed: reseeding every episode would replay the same start
     state each time. CountTruncatedContinuous-v0 cuts an episode every 5 steps, so 40 steps reset it 8 times."""
     module = __import__(name)
-    seeds, make_env = [], module.make_env
-
-    def recording(*args, **kwargs):
-        env = make_env(*args, **kwargs)
-        if not seeds:  # the training env, the first one made
-            reset = env.reset
-            env.reset = lambda **options: (seeds.append(options.get("seed")), reset(**options))[1]
-        return env
-
-    monkeypatch.setattr(module, "make_env", recording)
+    seeds = record_training_resets(module, monkeypatch)
     module.train(module.Args(env_id="CountTruncatedContinuous-v0", total_timesteps=40, seed=7, learning_starts=16,
                              batch_size=16, buffer_size=100, hidden_size=8, log_frequency=20, eval_episodes=0,
                              eval_every=0, cuda=False, save_model=False, run_dir=str(tmp_path)))

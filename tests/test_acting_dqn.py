@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import record_training_resets
+
 STEPS, DECAY, START_E, END_E = 256, 64, 1.0, 0.5
 COIN_OFFSET = 1e-3
 SETTINGS = dict(total_timesteps=STEPS, exploration_fraction=DECAY / STEPS, start_e=START_E, end_e=END_E,
@@ -425,17 +427,8 @@ def test_only_the_first_training_episode_is_reset_with_the_seed(name, tmp_path, 
     """env.reset(seed=seed) once, then reset() with no seed: reseeding every episode replays the same start state
     each time, and on Atari a seeded reset starts a new game at every lost life (LifeLossEnds). The time limit
     of CountTruncatedDiscrete-v0 cuts an episode every 5 steps, so 40 steps reset it 8 times."""
-    module, seeds = importlib.import_module(name), []
-    make_env = module.make_env
-
-    def recording(*args, **kwargs):
-        env = make_env(*args, **kwargs)
-        if not seeds:  # the training env, the first one made
-            reset = env.reset
-            env.reset = lambda **options: (seeds.append(options.get("seed")), reset(**options))[1]
-        return env
-
-    monkeypatch.setattr(module, "make_env", recording)
+    module = importlib.import_module(name)
+    seeds = record_training_resets(module, monkeypatch)
     module.train(module.Args(env_id="CountTruncatedDiscrete-v0", total_timesteps=40, seed=7, learning_starts=16,
                              batch_size=16, buffer_size=100, hidden_size=8, log_frequency=20, eval_episodes=0,
                              eval_every=0, cuda=False, save_model=False, run_dir=str(tmp_path)))

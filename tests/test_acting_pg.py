@@ -23,22 +23,11 @@ import evaluate
 import ppo
 import reinforce
 import trpo
-from conftest import TIME_LIMIT, CountEnv, CountValue
+from conftest import TIME_LIMIT, CountEnv, CountValue, snapshot
 
 LOG_STD = math.log(0.5)  # σ = 0.5 for the Box tests: log σ ≠ σ, and log σ < 0
 LOGIT_BIAS = [0.0, 1.1]  # Discrete: π(1|s) ≈ 0.75 from the start, far from uniform and from greedy
 MEAN_BIAS = 1.0  # Box: μ ≈ 1 unsquashed, tanh(1) ≈ 0.76 squashed: the squashing shows, and draws leave [-1, 1]
-
-
-def snapshot(value):
-    """A copy of an argument as it is at the call (the rollout's arrays are overwritten by the next one)."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if torch.is_tensor(value):
-        return value.detach().clone()
-    if isinstance(value, (tuple, list)):
-        return type(value)(snapshot(v) for v in value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 from torch.func import functional_call
 
 import trpo
-from conftest import reference_gae
+from conftest import reference_gae, snapshot
 
 
 def random_spd(n, seed=0):
@@ -229,17 +229,6 @@ def test_update_critic_is_plain_gradient_steps_on_the_squared_error():
 # ---------------------------------------------------------------------------------------------------
 # What train() hands the updates
 # ---------------------------------------------------------------------------------------------------
-def snapshot(value):
-    """A copy of an argument as it is at the call: the rollout's arrays (and the tensors that share their memory)
-    are overwritten by the next rollout. Networks, optimizers and numbers are kept as they are."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if torch.is_tensor(value):
-        return value.detach().clone()
-    if isinstance(value, (tuple, list)):
-        return type(value)(snapshot(v) for v in value)
-    return value
-
 
 def spy_on(monkeypatch, name, also=None):
     """Replace trpo.name by a function that records, for every call, a snapshot of its arguments, also(*args)
