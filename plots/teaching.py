@@ -236,7 +236,7 @@ def overestimation_pixels(groups: dict, out: str, env_ids=PIXEL_VALUE_ENVS, epis
     ax = axes[0, -1]
     ax.bar(range(len(shares)), shares, color=colors)
     ax.axhline(0.0, color="black", linewidth=1)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=40, ha="right")
     ax.set_ylabel("mean(max_a Q(s, a) − return) / mean(return), %")
     ax.set_title("over-estimation of each run: its mean gap as a share of its mean return", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
