@@ -21,6 +21,7 @@ itself.
 """
 
 import argparse
+import dataclasses
 import glob
 import importlib
 import os
@@ -139,7 +140,9 @@ def make_eval_env(module, env_id: str, video: bool) -> gym.Env:
 
 def evaluate_model(path: str, options) -> dict:
     module, args, saved = load(path)
-    episodes = options.episodes or args.eval_episodes or module.TEST_EPISODES.get(args.env_id, 10)
+    test_set = dataclasses.replace(args, eval_episodes=None)  # a run without a final evaluation:
+    module.evaluation_settings(test_set, 1)  # its env's test set, as the script would choose it
+    episodes = options.episodes or args.eval_episodes or test_set.eval_episodes
     seed = module.TEST_SEED if options.seed is None else options.seed
     device = torch.device("cuda" if options.cuda and torch.cuda.is_available() else "cpu")
     run_name = os.path.basename(os.path.dirname(os.path.abspath(path)))

@@ -408,6 +408,18 @@ def test_evaluate_py_reproduces_a_minatar_runs_own_test(tmp_path):
 
 
 @minatar
+def test_evaluate_py_plays_minatars_test_set_for_a_run_without_a_final_evaluation(tmp_path):
+    """A run trained with eval_episodes 0 has no test of its own: evaluate.py plays its env's whole test set, on
+    MinAtar the namespace's 100 episodes from TEST_SEED, as the script would have."""
+    import dqn
+    import evaluate
+    summary = run("dqn", "MinAtar/Breakout-v1", tmp_path, total_timesteps=300, learning_starts=100, batch_size=8,
+                  buffer_size=300, eval_episodes=0)
+    (result,) = evaluate.main([summary["run_dir"], "--out", str(tmp_path / "eval"), "--no-cuda"])
+    assert result["episodes"] == 100 == len(result["returns"]) and result["first_seed"] == dqn.TEST_SEED
+
+
+@minatar
 def test_evaluate_py_films_a_minatar_game(tmp_path):
     """--capture-video on MinAtar: its frames are floats in [0, 1], one pixel a cell; the GIF gets 8-bit frames
     of 200×200 pixels, each cell a block of 20×20."""
