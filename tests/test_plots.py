@@ -372,8 +372,8 @@ def test_a_minatar_run_judged_on_10_episodes_is_replayed_on_the_whole_test_set_o
         json.dump(evaluation, open(os.path.join(path, "eval.json"), "w"))
     for path in paths[:2]:
         open(os.path.join(path, "model.pt"), "w").close()
-    script = FakeScript(lambda env_seed: float(env_seed % 3))  # 1, 2, 0, ... from env seed 10^6
-    script.make_env = lambda env_id, training=True: gym.make("CartPole-v1")  # minatar need not be installed
+    script, trainings = FakeScript(lambda env_seed: float(env_seed % 3)), []  # 1, 2, 0, ... from env seed 10^6
+    script.make_env = lambda env_id, training=True: (trainings.append(training), gym.make("CartPole-v1"))[1]
     loaded = []
     monkeypatch.setattr(benchmark.evaluate, "load", lambda path: loaded.append(path) or (
         script, SimpleNamespace(env_id="MinAtar/Breakout-v1"), {}))
@@ -382,11 +382,17 @@ def test_a_minatar_run_judged_on_10_episodes_is_replayed_on_the_whole_test_set_o
     tasks = {"dqn": ["MinAtar/Breakout-v1"]}
     unplayed = benchmark.mujoco_rows(folder, ["dqn"], tasks, compute=False)[("dqn", "MinAtar/Breakout-v1")]
     assert unplayed[5] == " / ".join(["9 ± 2 (10 episodes)"] * 3) and loaded == []
+    results = str(tmp_path / "RESULTS.md")
+    with open(results, "w") as f:
+        f.write("<!-- benchmark:minatar -->\n<!-- /benchmark -->\n")
+    status, _ = run_benchmark(monkeypatch, "--minatar", "--check", "--run-dir", folder, "--out", results)
+    assert "1 MinAtar row differs" in str(status) and loaded == []  # --check plays nothing
     cells = benchmark.mujoco_rows(folder, ["dqn"], tasks)[("dqn", "MinAtar/Breakout-v1")]
     row = dict(zip(benchmark.MUJOCO_COLUMNS, cells))
     returns = [e % 3 for e in range(1_000_000, 1_000_100)]
     mean, std = np.mean(returns), np.std(returns)
     assert script.calls == [(100, 1_000_000)] * 2 and loaded == [os.path.join(p, "model.pt") for p in paths[:2]]
+    assert trainings and not any(trainings), "the test set is played on envs made for testing"
     assert row["per-seed eval (± std over its episodes)"] == f"{mean:.0f} ± {std:.0f} / " * 2 + "9 ± 2 (10 episodes)"
     means = [mean, mean, 9.0]
     assert row["final eval, mean ± std over seeds"] == f"{np.mean(means):.1f} ± {np.std(means):.1f}"
