@@ -432,11 +432,11 @@ def differences(files: dict, fresh: dict, chosen) -> list:
     return lines
 
 
-def after_an_hour(run) -> str:
+def after_an_hour(run, test: dict) -> str:
     """The greedy curve's mean at its last test within the first hour of the run (wall time), and that test's
-    step; the final evaluation when the run took less than an hour."""
+    step; the final evaluation (`test`, on the whole test set) when the run took less than an hour."""
     if run.evaluation["wall_time"] <= 3600:
-        return f"done: {run.evaluation['mean']:.0f}"
+        return f"done: {test['mean']:.0f}"
     within = np.flatnonzero(run.curve_wall_times <= 3600)
     if not len(within):
         return "n/a"
@@ -464,7 +464,7 @@ def mujoco_rows(run_dir: str, scripts: list, tasks: dict = MUJOCO_TASKS, compute
             script, env_id, str(len(runs)), f"{int(np.median([r.evaluation['global_step'] for r in runs])):,}",
             f"{evals.mean():.1f} ± {evals.std():.1f}", " / ".join(seed_cell(test, episodes) for test in tests),
             "the runs end within it" if all(run.evaluation["wall_time"] <= 3600 for run in runs)
-            else " / ".join(after_an_hour(run) for run in runs),
+            else " / ".join(after_an_hour(run, test) for run, test in zip(runs, tests)),
             mean_of(runs, "wall_time", ",.0f"), mean_of(runs, "sps", ",.0f")]
     return rows
 

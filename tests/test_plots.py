@@ -396,6 +396,11 @@ def test_a_minatar_run_judged_on_10_episodes_is_replayed_on_the_whole_test_set_o
     assert row["per-seed eval (± std over its episodes)"] == f"{mean:.0f} ± {std:.0f} / " * 2 + "9 ± 2 (10 episodes)"
     means = [mean, mean, 9.0]
     assert row["final eval, mean ± std over seeds"] == f"{np.mean(means):.1f} ± {np.std(means):.1f}"
+    evaluation = json.load(open(os.path.join(paths[0], "eval.json")))
+    json.dump(evaluation | {"wall_time": 4000.0}, open(os.path.join(paths[0], "eval.json"), "w"))  # over an hour
+    cells = benchmark.mujoco_rows(folder, ["dqn"], tasks, compute=False)[("dqn", "MinAtar/Breakout-v1")]
+    assert cells[6] == f"n/a / done: {mean:.0f} / done: 9"  # (no greedy curve) / the whole test set / eval.json
+    json.dump(evaluation, open(os.path.join(paths[0], "eval.json"), "w"))
     with open(os.path.join(paths[0], "test_set.json")) as f:
         kept = json.load(f)
     assert kept["episodes"] == 100 and kept["first_seed"] == 1_000_000 and kept["mean"] == pytest.approx(mean)
