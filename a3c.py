@@ -73,10 +73,10 @@ import tyro
 # same kind of action space (TUNED_ON). The resolved values are printed at the start and written to
 # args.json.
 ENV_DEFAULTS = {
-    # λ = 1 the paper's; γ, β = 0 and α = 7e-4 RL Zoo's A2C; t_max 50 ours (README: how the
-    # defaults were chosen)
+    # λ = 1 the paper's; γ, β = 0 and α = 7e-4 RL Zoo's A2C; t_max 50 and scaled rewards ours
+    # (README: how the defaults were chosen)
     "CartPole-v1": dict(total_timesteps=300_000, num_steps=50, gamma=0.99, gae_lambda=1.0,
-                        ent_coef=0.0, norm_reward=False, learning_rate=7e-4),
+                        ent_coef=0.0, norm_reward=True, learning_rate=7e-4),
     # γ, λ and scaled rewards RL Zoo's A2C; β = 0.01 the paper's
     "Pendulum-v1": dict(total_timesteps=300_000, num_steps=8, gamma=0.9, gae_lambda=0.9,
                         ent_coef=0.01, norm_reward=True, learning_rate=1e-3),
