@@ -122,7 +122,7 @@ def test_gaussian_log_prob_and_entropy(module):
     assert module.gaussian_entropy(log_std).item() == pytest.approx(reference.entropy()[0].sum().item(), rel=1e-6)
 
 
-@BOTH
+@pytest.mark.parametrize("module", [a2c, ppo, a3c], ids=["a2c", "ppo", "a3c"])
 def test_gaussian_actor_uses_the_unclipped_sample_and_the_env_gets_it_clipped(module):
     torch.manual_seed(0)
     actor = module.GaussianActor(observations(module.GaussianActor, 3), action_dim=1, hidden_size=8,

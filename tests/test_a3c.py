@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 import a3c
-from conftest import ROOT, interrupt_once_logging, read_csv
+from conftest import ROOT, TIME_LIMIT, interrupt_once_logging, read_csv, record_training_resets
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -237,9 +237,10 @@ def hand_gradients(params: dict, actions, n: int, terminated: bool, args: a3c.Ar
     ("CountTerminatedDiscrete-v0", 5, 3, True),   # the episode terminates after 3 steps: R = 0
     ("CountTruncatedDiscrete-v0", 5, 5, False),   # the time limit cuts it after 5: R = V(final observation)
     ("CountTruncatedDiscrete-v0", 3, 3, False),   # t_max ends the rollout: R = V(state reached)
+    ("CountTerminatedAtLimitDiscrete-v0", 5, 3, True),  # terminated on the time limit's step: still R = 0
     ("CountTerminatedContinuous-v0", 5, 3, True),
     ("CountTruncatedContinuous-v0", 5, 5, False),
-], ids=["terminated", "truncated", "t_max", "Box-terminated", "Box-truncated"])
+], ids=["terminated", "truncated", "t_max", "terminated-at-limit", "Box-terminated", "Box-truncated"])
 def test_a_workers_rollout_moves_the_global_networks_by_the_hand_computed_gradient(
         monkeypatch, env_id, num_steps, n, terminated):
     """One rollout of worker(): the global parameters after it are θ − lr · ∇loss, with the gradient written
@@ -367,6 +368,127 @@ def test_worker_learns_from_the_scaled_rewards_with_norm_reward():
         assert seen == pytest.approx(expected, rel=1e-6)
 
 
+def test_a_time_limit_ends_the_rollout_the_episode_and_the_discounted_return_and_only_the_first_reset_is_seeded(
+        monkeypatch):
+    """CountTruncated: every episode is cut after TIME_LIMIT = 5 steps; t_max 8 is longer. Each rollout stops at
+    the cut (5, 5, 5, then the last step of the budget), never terminated; the reward scaling restarts its
+    discounted return there too; the log gets the env's own rewards, one episode per cut; and the env is
+    seeded once, at the worker's first reset (later episodes must start from new states)."""
+    rollouts, logged = [], []
+
+    def spy_returns(rewards, values, last_value, terminated, gamma, gae_lambda, original=a3c.rollout_returns):
+        rollouts.append((len(rewards), terminated, rewards.tolist()))
+        return original(rewards, values, last_value, terminated, gamma, gae_lambda)
+
+    class LoggingWorkers(InProcessWorkers):
+        def rewards(self, reward: float, done: bool):
+            logged.append((reward, done))
+            super().rewards(reward, done)
+
+    monkeypatch.setattr(a3c, "rollout_returns", spy_returns)
+    resets = record_training_resets(a3c, monkeypatch)
+    args = worker_args("CountTruncatedDiscrete-v0", num_steps=8, total_timesteps=16, norm_reward=True)
+    actor, critic = global_networks(args)
+    workers = LoggingWorkers()
+    a3c.worker(0, args, actor, critic, torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=0.01),
+               workers)
+    assert [(n, terminated) for n, terminated, _ in rollouts] == [(5, False)] * 3 + [(1, False)]
+    ends = [t % TIME_LIMIT == TIME_LIMIT - 1 for t in range(16)]
+    scaled = [r for _, _, rewards in rollouts for r in rewards]
+    assert scaled == pytest.approx(reference_scaled_rewards([1.0] * 16, ends, 0.77), rel=1e-6)
+    assert logged == [(1.0, end) for end in ends] and workers.episodes == 3
+    assert resets == [args.seed, None, None, None]
+
+
+def test_a_workers_local_networks_stay_fixed_while_the_global_ones_move_during_its_rollout(monkeypatch):
+    """A3C-2: the worker acts, values its states and bootstraps with its own copy, taken before the rollout,
+    while other workers change the global networks. Two runs of one rollout from the same seed, one with the
+    global parameters pushed after every step (as another worker's updates would): the same actions, values,
+    bootstrap value and gradient. Fails when the worker samples from the global actor, bootstraps from the
+    global critic, or its local networks share the global ones' memory."""
+
+    def one_rollout(push: bool):
+        torch.manual_seed(7)
+        args = worker_args("CountTruncatedDiscrete-v0", num_steps=4, total_timesteps=4, hidden_size=8)
+        actor, critic = global_networks(args)
+        seen = {}
+
+        def spy_returns(rewards, values, last_value, terminated, gamma, gae_lambda, original=a3c.rollout_returns):
+            seen["values"], seen["last_value"] = values.tolist(), last_value
+            return original(rewards, values, last_value, terminated, gamma, gae_lambda)
+
+        def spy_gradients(local_actor, local_critic, batch, *rest, original=a3c.compute_gradients):
+            losses = original(local_actor, local_critic, batch, *rest)
+            seen["actions"] = batch[1].tolist()
+            seen["gradient"] = torch.cat([p.grad.flatten() for p in [*local_actor.parameters(),
+                                                                        *local_critic.parameters()]])
+            return losses
+
+        pushes = torch.Generator().manual_seed(0)  # not torch's global generator, which the worker samples from
+
+        class PushingWorkers(InProcessWorkers):
+            def claim_step(self, total_timesteps: int) -> bool:
+                claimed = super().claim_step(total_timesteps)
+                if push and self.global_step.value > 1:  # after the first step: another worker's update
+                    with torch.no_grad():
+                        for p in [*actor.parameters(), *critic.parameters()]:
+                            p.add_(torch.randn(p.shape, generator=pushes))
+                return claimed
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(a3c, "rollout_returns", spy_returns)
+            patch.setattr(a3c, "compute_gradients", spy_gradients)
+            optimizer = torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=0.0)
+            a3c.worker(0, args, actor, critic, optimizer, PushingWorkers())
+        return seen
+
+    still, pushed = one_rollout(push=False), one_rollout(push=True)
+    assert len(still["actions"]) == 4
+    assert pushed["actions"] == still["actions"]
+    assert pushed["values"] == still["values"] and pushed["last_value"] == still["last_value"]
+    assert torch.equal(pushed["gradient"], still["gradient"])
+
+
+def test_the_evaluation_plays_a_copy_of_the_global_actor_not_the_live_one(monkeypatch, tmp_path):
+    """The greedy curve and the final test play eval_actor, a copy of the global actor taken before each test
+    (on the evaluation's device): scrambling the global actor afterwards must not change the policy's actions.
+    Reading the live global actor would test a policy that the workers change under it (and, on a GPU, fail: the
+    global networks stay on the CPU)."""
+    made, tested = [], []
+    original_make, original_evaluate = a3c.make_networks, a3c.Run.evaluate
+
+    def recording_make(env, args):
+        networks = original_make(env, args)
+        made.append(networks[0])
+        return networks
+
+    def checking_evaluate(self, global_step, policy):
+        obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+        before = policy(obs)
+        with torch.no_grad():
+            for p in made[0].parameters():  # the global actor: the first one train() makes
+                p.mul_(-3.0)
+        tested.append(np.array_equal(policy(obs), before))
+        return original_evaluate(self, global_step, policy)
+
+    monkeypatch.setattr(a3c, "make_networks", recording_make)
+    monkeypatch.setattr(a3c.Run, "evaluate", checking_evaluate)
+    a3c.train(a3c.Args(total_timesteps=300, num_workers=1, eval_episodes=1, eval_every=0, run_dir=str(tmp_path),
+                       cuda=False))
+    assert tested == [True]
+
+
+def test_cartpole_row_scales_the_rewards():
+    """The CartPole-v1 row as README and RESULTS report it (unscaled rewards solved 18 of 20 seeds, scaled 20 of
+    20): written out here, so that a change to the row is a change to this test too."""
+    env = gym.make("CartPole-v1")
+    args = a3c.with_env_defaults(a3c.Args(), env, quiet=set(vars(a3c.Args())))
+    env.close()
+    assert (args.total_timesteps, args.num_steps, args.gamma, args.gae_lambda, args.ent_coef, args.norm_reward,
+            args.learning_rate, args.num_workers, args.hidden_size) == (300_000, 50, 0.99, 1.0, 0.0, True, 7e-4, 2,
+                                                                        64)
+
+
 # ---------------------------------------------------------------------------------------------------
 # A3C-1 and A3C-6: a shared optimizer stepped by another process changes the parent's numbers
 # ---------------------------------------------------------------------------------------------------
@@ -406,13 +528,15 @@ def children_of(pid):
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+                ppid = int(ppid)
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode()
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         background_check = re.match(r"\S*python\S* \S+\.py( |$)", cmdline)
-        if ppid == pid and "resource_tracker" not in cmdline and not background_check:
+        ended = state == "Z"  # a background check that has exited and not yet been reaped (no command line)
+        if ppid == pid and "resource_tracker" not in cmdline and not background_check and not ended:
             found.append((int(entry), cmdline))
     return found
 
@@ -442,6 +566,10 @@ def test_two_workers_write_one_log_and_leave_no_process(tmp_path):
     assert all(count > 0 for count in last_count.values())
     assert sum(last_count.values()) == len(episodes)
     assert sum(int(row["episodic_length"]) for row in episodes) <= 1_500
+    # CartPole-v1's row scales the rewards the workers learn from; the log keeps the env's own (1 a step)
+    assert all(float(row["episodic_return"]) == int(row["episodic_length"]) for row in episodes)
+    saved = torch.load(os.path.join(summary["run_dir"], "model.pt"), weights_only=False)
+    assert {"actor", "critic"} <= set(saved) and saved["args"]["norm_reward"] is True
     assert not mp.active_children()
     assert children_of(os.getpid()) == []
 
