@@ -335,6 +335,20 @@ def reference_scaled_rewards(rewards, dones, gamma: float) -> list:
     return scaled
 
 
+def record_rollout_returns(patch) -> list:
+    """A spy on rollout_returns (A3C-4): per rollout, what the worker hands it (copies: the rollout's arrays are
+    overwritten by the next rollout)."""
+    calls, original = [], a3c.rollout_returns
+
+    def spy(rewards, values, last_value, terminated, gamma, gae_lambda):
+        calls.append(dict(n=len(rewards), terminated=terminated, rewards=rewards.tolist(), values=values.tolist(),
+                          last_value=last_value))
+        return original(rewards, values, last_value, terminated, gamma, gae_lambda)
+
+    patch.setattr(a3c, "rollout_returns", spy)
+    return calls
+
+
 def test_reward_scaler_divides_by_the_std_of_the_discounted_return_restarted_at_each_episodes_end():
     """CartPole-v1's row depends on it (unscaled rewards solved 18 of 20 seeds, scaled 20 of 20): the
     running discounted return restarts after an episode's end, and a reward far above the return's spread
@@ -353,19 +367,13 @@ def test_worker_learns_from_the_scaled_rewards_with_norm_reward():
     """With norm_reward the rollouts' returns are computed from the scaled rewards (CountEnv pays 1 a step
     and terminates after 3), in order; without it from the env's own."""
     for norm_reward in (True, False):
-        seen = []
-
-        def spy_returns(rewards, values, last_value, terminated, gamma, gae_lambda, original=a3c.rollout_returns):
-            seen.extend(rewards.tolist())
-            return original(rewards, values, last_value, terminated, gamma, gae_lambda)
-
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(a3c, "rollout_returns", spy_returns)
+            rollouts = record_rollout_returns(patch)
             args = worker_args("CountTerminatedDiscrete-v0", num_steps=2, total_timesteps=12, norm_reward=norm_reward)
             run_worker(args, *global_networks(args), lr=0.01)
         expected = reference_scaled_rewards([1.0] * 12, [t % 3 == 2 for t in range(12)], 0.77) if norm_reward \
             else [1.0] * 12
-        assert seen == pytest.approx(expected, rel=1e-6)
+        assert [r for rollout in rollouts for r in rollout["rewards"]] == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_time_limit_ends_the_rollout_the_episode_and_the_discounted_return_and_only_the_first_reset_is_seeded(
@@ -374,27 +382,23 @@ def test_a_time_limit_ends_the_rollout_the_episode_and_the_discounted_return_and
     the cut (5, 5, 5, then the last step of the budget), never terminated; the reward scaling restarts its
     discounted return there too; the log gets the env's own rewards, one episode per cut; and the env is
     seeded once, at the worker's first reset (later episodes must start from new states)."""
-    rollouts, logged = [], []
-
-    def spy_returns(rewards, values, last_value, terminated, gamma, gae_lambda, original=a3c.rollout_returns):
-        rollouts.append((len(rewards), terminated, rewards.tolist()))
-        return original(rewards, values, last_value, terminated, gamma, gae_lambda)
+    logged = []
 
     class LoggingWorkers(InProcessWorkers):
         def rewards(self, reward: float, done: bool):
             logged.append((reward, done))
             super().rewards(reward, done)
 
-    monkeypatch.setattr(a3c, "rollout_returns", spy_returns)
+    rollouts = record_rollout_returns(monkeypatch)
     resets = record_training_resets(a3c, monkeypatch)
     args = worker_args("CountTruncatedDiscrete-v0", num_steps=8, total_timesteps=16, norm_reward=True)
     actor, critic = global_networks(args)
     workers = LoggingWorkers()
     a3c.worker(0, args, actor, critic, torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=0.01),
                workers)
-    assert [(n, terminated) for n, terminated, _ in rollouts] == [(5, False)] * 3 + [(1, False)]
+    assert [(rollout["n"], rollout["terminated"]) for rollout in rollouts] == [(5, False)] * 3 + [(1, False)]
     ends = [t % TIME_LIMIT == TIME_LIMIT - 1 for t in range(16)]
-    scaled = [r for _, _, rewards in rollouts for r in rewards]
+    scaled = [r for rollout in rollouts for r in rollout["rewards"]]
     assert scaled == pytest.approx(reference_scaled_rewards([1.0] * 16, ends, 0.77), rel=1e-6)
     assert logged == [(1.0, end) for end in ends] and workers.episodes == 3
     assert resets == [args.seed, None, None, None]
@@ -412,10 +416,6 @@ def test_a_workers_local_networks_stay_fixed_while_the_global_ones_move_during_i
         args = worker_args("CountTruncatedDiscrete-v0", num_steps=4, total_timesteps=4, hidden_size=8)
         actor, critic = global_networks(args)
         seen = {}
-
-        def spy_returns(rewards, values, last_value, terminated, gamma, gae_lambda, original=a3c.rollout_returns):
-            seen["values"], seen["last_value"] = values.tolist(), last_value
-            return original(rewards, values, last_value, terminated, gamma, gae_lambda)
 
         def spy_gradients(local_actor, local_critic, batch, *rest, original=a3c.compute_gradients):
             losses = original(local_actor, local_critic, batch, *rest)
@@ -436,11 +436,12 @@ def test_a_workers_local_networks_stay_fixed_while_the_global_ones_move_during_i
                 return claimed
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(a3c, "rollout_returns", spy_returns)
+            rollouts = record_rollout_returns(patch)
             patch.setattr(a3c, "compute_gradients", spy_gradients)
             optimizer = torch.optim.SGD([*actor.parameters(), *critic.parameters()], lr=0.0)
             a3c.worker(0, args, actor, critic, optimizer, PushingWorkers())
-        return seen
+        (rollout,) = rollouts
+        return dict(seen, values=rollout["values"], last_value=rollout["last_value"])
 
     still, pushed = one_rollout(push=False), one_rollout(push=True)
     assert len(still["actions"]) == 4
